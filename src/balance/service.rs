@@ -1,0 +1,94 @@
+//! The innermost service of a route: pick an endpoint, send the request
+//! through the cluster's pooled client, report the outcome.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use tokio::time::Instant;
+
+use super::Balancer;
+use crate::body::Body;
+use crate::error::{outcome, BoxError, Refusal};
+use crate::upstream::HttpClient;
+
+/// Sends each request to one endpoint chosen by the balancer.
+#[derive(Clone)]
+pub struct Balance {
+    balancer: Arc<Balancer>,
+    client: HttpClient,
+    version: Version,
+}
+
+impl Balance {
+    /// A service over `balancer`'s endpoints using `client`.
+    pub fn new(balancer: Arc<Balancer>, client: HttpClient, version: Version) -> Self {
+        Balance {
+            balancer,
+            client,
+            version,
+        }
+    }
+}
+
+impl tower::Service<Request<Body>> for Balance {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let Some(endpoint) = self.balancer.pick(&req) else {
+            return Box::pin(std::future::ready(Err(Refusal::NoEndpoints.into())));
+        };
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(endpoint.authority.clone());
+        parts.path_and_query = Some(path);
+        *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
+        *req.version_mut() = self.version;
+        endpoint.requests.fetch_add(1, Ordering::Relaxed);
+        let in_flight = InFlight::new(endpoint);
+        let start = Instant::now();
+        let fut = self.client.request(req);
+        let balancer = Arc::clone(&self.balancer);
+        Box::pin(async move {
+            let result = fut
+                .await
+                .map(|resp| resp.map(Body::from))
+                .map_err(BoxError::from);
+            balancer.record(&in_flight.0, outcome(&result), start.elapsed());
+            drop(in_flight);
+            result
+        })
+    }
+}
+
+/// Counts a request in flight on an endpoint until dropped, so a try that
+/// is cancelled (timeout, client gone) is uncounted too.
+struct InFlight(Arc<super::Endpoint>);
+
+impl InFlight {
+    fn new(endpoint: Arc<super::Endpoint>) -> Self {
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(endpoint)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,176 @@
+//! The one body type that flows through every layer.
+//!
+//! An enum rather than a boxed trait object, so the common cases (a body
+//! streamed from hyper, a small buffered body, nothing) cost no
+//! allocation. A body can carry guards: values dropped when the body ends
+//! or is dropped, which is how a bulkhead slot or an endpoint's in-flight
+//! count is released exactly when the client is done with the response.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+
+use crate::error::BoxError;
+
+/// Something to drop when a body is finished with.
+pub type Guard = Box<dyn Send + Sync>;
+
+/// A request or response body.
+pub struct Body {
+    kind: Kind,
+    /// Released when the body is dropped (after its last frame is sent).
+    guards: Vec<Guard>,
+}
+
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Incoming(Incoming),
+    /// Chunks already read (and kept for a retry), then the rest.
+    Prefixed(VecDeque<Bytes>, Box<Body>),
+    Boxed(BoxBody<Bytes, BoxError>),
+}
+
+impl Body {
+    /// No body.
+    pub fn empty() -> Self {
+        Body {
+            kind: Kind::Empty,
+            guards: Vec::new(),
+        }
+    }
+
+    /// Any other body, boxed.
+    pub fn boxed<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use http_body_util::BodyExt;
+        Body {
+            kind: Kind::Boxed(body.map_err(Into::into).boxed()),
+            guards: Vec::new(),
+        }
+    }
+
+    /// Chunks already read from `rest`, to be sent before it.
+    pub fn prefixed(prefix: VecDeque<Bytes>, rest: Body) -> Self {
+        Body {
+            kind: Kind::Prefixed(prefix, Box::new(rest)),
+            guards: Vec::new(),
+        }
+    }
+
+    /// Keeps `guard` alive until this body is dropped.
+    pub fn push_guard(&mut self, guard: Guard) {
+        self.guards.push(guard);
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::empty()
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Self {
+        Body {
+            kind: if b.is_empty() {
+                Kind::Empty
+            } else {
+                Kind::Full(Some(b))
+            },
+            guards: Vec::new(),
+        }
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Self {
+        Body::from(Bytes::from(s))
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Self {
+        Body::from(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+impl From<Incoming> for Body {
+    fn from(b: Incoming) -> Self {
+        Body {
+            kind: Kind::Incoming(b),
+            guards: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Empty => "empty",
+            Kind::Full(_) => "full",
+            Kind::Incoming(_) => "incoming",
+            Kind::Prefixed(..) => "prefixed",
+            Kind::Boxed(_) => "boxed",
+        };
+        f.debug_struct("Body").field("kind", &kind).finish()
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Kind::Prefixed(prefix, rest) => match prefix.pop_front() {
+                Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
+                None => Pin::new(rest.as_mut()).poll_frame(cx),
+            },
+            Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(d) => d.is_none(),
+            Kind::Incoming(b) => b.is_end_stream(),
+            Kind::Prefixed(p, rest) => p.is_empty() && rest.is_end_stream(),
+            Kind::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Incoming(b) => b.size_hint(),
+            Kind::Prefixed(p, rest) => {
+                let pre: u64 = p.iter().map(|b| b.len() as u64).sum();
+                let r = rest.size_hint();
+                let mut h = SizeHint::new();
+                h.set_lower(r.lower() + pre);
+                if let Some(u) = r.upper() {
+                    h.set_upper(u + pre);
+                }
+                h
+            }
+            Kind::Boxed(b) => b.size_hint(),
+        }
+    }
+}

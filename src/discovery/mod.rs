@@ -1,0 +1,133 @@
+//! Where a cluster's endpoints come from.
+//!
+//! One trait, [`Discover`]: a stream of endpoint-set updates. One file per
+//! source. A driver task feeds each update into the cluster's balancer;
+//! discovery never touches the routing table.
+
+pub mod static_;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
+use serde::Serialize;
+
+use crate::error::BoxError;
+
+/// One endpoint as a registry describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointSpec {
+    /// Where to connect.
+    pub address: SocketAddr,
+    /// Relative weight (>= 1).
+    pub weight: u32,
+    /// Free-form labels.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl EndpointSpec {
+    /// An endpoint of weight 1 without metadata.
+    pub fn new(address: SocketAddr) -> Self {
+        EndpointSpec {
+            address,
+            weight: 1,
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
+/// A port by name or number (Kubernetes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortRef {
+    /// By number.
+    Number(u16),
+    /// By name.
+    Name(String),
+}
+
+/// A validated `discovery:` block.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiscoverySettings {
+    /// A fixed list.
+    Static(Vec<EndpointSpec>),
+    /// A watched file.
+    File {
+        /// Path (relative paths are resolved against the config's folder).
+        path: PathBuf,
+    },
+    /// DNS.
+    Dns {
+        /// A/AAAA name, or SRV name when `srv`.
+        name: String,
+        /// Port for A/AAAA.
+        port: Option<u16>,
+        /// Resolve SRV.
+        srv: bool,
+        /// Name servers; empty = system.
+        servers: Vec<SocketAddr>,
+        /// Shortest re-resolve interval.
+        min_ttl: Duration,
+        /// Longest re-resolve interval.
+        max_ttl: Duration,
+    },
+    /// Kubernetes EndpointSlices.
+    Kubernetes {
+        /// Service name.
+        service: String,
+        /// Namespace.
+        namespace: String,
+        /// Port.
+        port: PortRef,
+        /// Use terminating-but-serving endpoints.
+        include_terminating: bool,
+    },
+    /// etcd keys.
+    Etcd {
+        /// Client URLs.
+        endpoints: Vec<String>,
+        /// Key prefix.
+        prefix: String,
+    },
+}
+
+impl DiscoverySettings {
+    /// The source's kind, for /clusters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DiscoverySettings::Static(_) => "static",
+            DiscoverySettings::File { .. } => "file",
+            DiscoverySettings::Dns { .. } => "dns",
+            DiscoverySettings::Kubernetes { .. } => "kubernetes",
+            DiscoverySettings::Etcd { .. } => "etcd",
+        }
+    }
+}
+
+/// What a source says: a whole new endpoint set, or that it failed (the
+/// last good set stays).
+pub type Update = Result<Vec<EndpointSpec>, BoxError>;
+
+/// A registry, seen as a stream of endpoint-set updates for one cluster.
+pub trait Discover: Send + Sync + 'static {
+    /// Starts watching; the stream ends only when the source gives up for
+    /// good (static sources end after their one answer).
+    fn updates(&self) -> BoxStream<'static, Update>;
+}
+
+/// Makes the source a cluster's settings name.
+pub fn source(
+    settings: &DiscoverySettings,
+    _base_dir: Option<&std::path::Path>,
+) -> Result<Box<dyn Discover>, BoxError> {
+    match settings {
+        DiscoverySettings::Static(eps) => Ok(Box::new(static_::Static(eps.clone()))),
+        other => Err(format!(
+            "discovery source {:?} is not available in this build",
+            other.kind()
+        )
+        .into()),
+    }
+}

@@ -1,0 +1,38 @@
+//! # Outrigger
+//!
+//! A service-mesh sidecar proxy: it carries an app's HTTP traffic and adds
+//! circuit breaking, retries with budgets, bulkheads, load balancing and
+//! discovery, each a tower layer configured per route in YAML.
+//!
+//! # Layout
+//!
+//! - `config`: YAML -> validated settings, errors with `FILE:LINE:COL`, reload.
+//! - `proxy`: listeners, the edge handler, router, route stacks, clusters, table.
+//! - `resilience`: timeout, retry, circuit breaker, bulkhead layers.
+//! - `balance`: endpoint sets, LB policies, outlier ejection, health checks.
+//! - `discovery`: one trait, one file per registry source.
+//! - `upstream`: the pooled endpoint client.
+//! - `admin`: `/metrics`, `/live`, `/ready`, `/config`, `/clusters`, `/reload`.
+//! - `metrics`: every Prometheus family, registered into an injected registry.
+//! - `error`: `BoxError`, the contract's refusals, `rescue()`.
+//! - `body`: the one body type, with drop guards.
+//! - `runtime`: the running proxy: start, reload, drain.
+//! - `demo`: small built-in upstreams for a first run.
+//! - `telemetry`: tracing setup.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod balance;
+pub mod body;
+pub mod config;
+pub mod demo;
+pub mod discovery;
+pub mod error;
+pub mod metrics;
+pub mod proxy;
+pub mod resilience;
+pub mod runtime;
+pub mod telemetry;
+pub mod upstream;

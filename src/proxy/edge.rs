@@ -1,0 +1,112 @@
+//! The edge of the data path: one request in, one response out. Routing,
+//! the route's stack, `rescue` for every error (exactly once), metrics and
+//! the access log all happen here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::forward;
+use super::table::ListenerRoutes;
+use crate::body::Body;
+use crate::error::{local_response, rescue, Refusal, ATTEMPTS_HEADER};
+
+/// What every request on one connection shares.
+pub struct ConnContext {
+    /// The listener's current routes (swapped on reload).
+    pub routes: Arc<ArcSwap<ListenerRoutes>>,
+    /// The client's IP, formatted once, for `x-forwarded-for`.
+    pub client_ip: HeaderValue,
+    /// The client's address, for the access log.
+    pub peer: SocketAddr,
+}
+
+/// Size of a request's header block as sent (name, value, ": " and CRLF).
+fn header_bytes<B>(req: &Request<B>) -> usize {
+    req.headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+}
+
+/// Serves one request.
+pub async fn handle(ctx: &ConnContext, req: Request<Incoming>) -> Response<Body> {
+    let start = Instant::now();
+    let routes = ctx.routes.load_full();
+    let log = tracing::enabled!(target: "outrigger::access", tracing::Level::INFO);
+    let (method, path) = if log {
+        (
+            Some(req.method().clone()),
+            req.uri().path_and_query().cloned(),
+        )
+    } else {
+        (None, None)
+    };
+    if header_bytes(&req) > routes.max_header_bytes {
+        return refuse(&routes, Refusal::HeadersTooLarge, start, log);
+    }
+    let Some(route) = routes.router.route(&req) else {
+        return refuse(&routes, Refusal::NoRoute, start, log);
+    };
+    let target = route.target();
+    let mut req = req.map(Body::from);
+    forward::prepare_request(&mut req, &ctx.client_ip);
+    let (mut resp, refusal) = match target.service.clone().oneshot(req).await {
+        Ok(resp) => (resp, None),
+        Err(e) => {
+            let (r, resp) = rescue(&e);
+            (resp, Some(r))
+        }
+    };
+    if refusal.is_none() {
+        forward::strip_hop_by_hop(resp.headers_mut());
+    }
+    let elapsed = start.elapsed();
+    target.metrics.record(resp.status(), elapsed, refusal);
+    if log {
+        let attempts = resp
+            .headers()
+            .get(ATTEMPTS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(1);
+        tracing::info!(
+            target: "outrigger::access",
+            listener = %routes.name,
+            route = %route.name(),
+            cluster = %target.cluster,
+            client = %ctx.peer,
+            method = %method.as_ref().map_or("", |m| m.as_str()),
+            path = %path.as_ref().map_or("", |p| p.as_str()),
+            status = resp.status().as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            attempts,
+            error = refusal.map_or("", |r| r.token()),
+            "request"
+        );
+    }
+    resp
+}
+
+fn refuse(routes: &ListenerRoutes, refusal: Refusal, start: Instant, log: bool) -> Response<Body> {
+    let resp = local_response(refusal);
+    routes
+        .no_route
+        .record(resp.status(), start.elapsed(), Some(refusal));
+    if log {
+        tracing::info!(
+            target: "outrigger::access",
+            listener = %routes.name,
+            status = resp.status().as_u16(),
+            error = refusal.token(),
+            "request refused"
+        );
+    }
+    resp
+}

@@ -1,0 +1,107 @@
+//! What a proxy must change in a message as it passes: hop-by-hop headers
+//! removed, `x-forwarded-for` appended, `x-forwarded-proto` set, Host kept.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Request;
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1),
+/// plus the `Proxy-*` family.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Removes hop-by-hop headers, including any named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|t| HeaderName::try_from(t.trim()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    // `TE: trailers` is end-to-end in meaning for HTTP/2 (gRPC needs it).
+    let te_trailers = headers.get(header::TE).is_some_and(|v| v == "trailers");
+    for h in &HOP_BY_HOP {
+        headers.remove(h);
+    }
+    headers.remove(header::PROXY_AUTHORIZATION);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Prepares a client's request for an upstream.
+///
+/// `client_ip` is the connection's peer address, formatted once per
+/// connection.
+pub fn prepare_request<B>(req: &mut Request<B>, client_ip: &HeaderValue) {
+    // HTTP/2 carries the host in :authority; an HTTP/1.1 upstream needs Host.
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(auth) = req.uri().authority() {
+            if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+    }
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client_ip.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or_else(|_| client_ip.clone())
+        }
+        None => client_ip.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hop-by-hop headers go, including those named in Connection; XFF is
+    /// appended; Host is kept.
+    #[test]
+    fn request_headers() {
+        let mut req = Request::builder()
+            .uri("/x")
+            .header("host", "orders")
+            .header("connection", "keep-alive, x-secret")
+            .header("x-secret", "1")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authorization", "basic")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-keep", "yes")
+            .body(())
+            .unwrap();
+        prepare_request(&mut req, &HeaderValue::from_static("127.0.0.1"));
+        let h = req.headers();
+        assert_eq!(h["host"], "orders");
+        assert!(
+            !h.contains_key("connection")
+                && !h.contains_key("x-secret")
+                && !h.contains_key("keep-alive")
+        );
+        assert!(!h.contains_key("proxy-authorization"));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-keep"], "yes");
+    }
+}

@@ -1,0 +1,12 @@
+//! The data path: listeners accept, the router picks a route, the route's
+//! stack sends, and the edge turns errors into local responses.
+
+pub mod cluster;
+pub mod edge;
+pub mod forward;
+pub mod listener;
+pub mod route;
+pub mod router;
+pub mod table;
+
+pub use route::HttpService;

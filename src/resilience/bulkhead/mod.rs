@@ -1,0 +1,5 @@
+//! Bulkheads: bounded concurrency and queues.
+
+mod settings;
+
+pub use settings::BulkheadSettings;

@@ -1,0 +1,5 @@
+//! Circuit breaking: closed, open, half-open.
+
+mod settings;
+
+pub use settings::{CircuitBreakerSettings, RateRule, SlowCallRule};

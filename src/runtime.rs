@@ -1,0 +1,251 @@
+//! The running proxy: binds listeners and the admin server, swaps the
+//! routing table on reload, drains on shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, ConfigErrors, Settings};
+use crate::error::BoxError;
+use crate::metrics::Metrics;
+use crate::proxy::listener::{accept_loop, Limits};
+use crate::proxy::table::{build_clusters, build_listener, Clusters, ListenerRoutes};
+
+/// A listener that is bound and accepting.
+struct Running {
+    address: SocketAddr,
+    local: SocketAddr,
+    limits: Limits,
+    routes: Arc<ArcSwap<ListenerRoutes>>,
+    stop: CancellationToken,
+}
+
+/// The whole proxy.
+pub struct Proxy {
+    /// The registry /metrics serves.
+    pub registry: Registry,
+    /// Metric families.
+    pub metrics: Metrics,
+    settings: ArcSwap<Settings>,
+    clusters: ArcSwap<Clusters>,
+    listeners: Mutex<HashMap<String, Running>>,
+    draining: AtomicBool,
+    /// Stops every accept loop.
+    stop: CancellationToken,
+    /// Tells every connection to finish its in-flight requests and close.
+    drain: CancellationToken,
+    connections: TaskTracker,
+    admin_addr: SocketAddr,
+}
+
+impl Proxy {
+    /// Builds everything, binds every listener and the admin server.
+    pub async fn start(settings: Settings) -> Result<Arc<Proxy>, BoxError> {
+        let registry = Registry::new();
+        let metrics = Metrics::new(&registry)?;
+        let clusters = build_clusters(&settings, &HashMap::new(), &metrics)?;
+        let admin = TcpListener::bind(settings.admin)
+            .await
+            .map_err(|e| format!("cannot bind admin address {}: {e}", settings.admin))?;
+        let proxy = Arc::new(Proxy {
+            registry,
+            metrics,
+            admin_addr: admin.local_addr()?,
+            settings: ArcSwap::from_pointee(settings.clone()),
+            clusters: ArcSwap::from_pointee(clusters),
+            listeners: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            drain: CancellationToken::new(),
+            connections: TaskTracker::new(),
+        });
+        proxy.apply_listeners(&settings).await?;
+        tokio::spawn(crate::admin::serve(
+            admin,
+            Arc::clone(&proxy),
+            proxy.stop.clone(),
+        ));
+        Ok(proxy)
+    }
+
+    /// Binds new listeners, re-routes kept ones, closes removed ones.
+    async fn apply_listeners(&self, settings: &Settings) -> Result<(), BoxError> {
+        let clusters = self.clusters.load();
+        let mut running = self.listeners.lock().await;
+        // Bind everything new first, so a bind failure changes nothing.
+        let mut bound = HashMap::new();
+        for l in &settings.listeners {
+            let keep = running.get(&l.name).is_some_and(|r| {
+                r.address == l.address && r.limits.header_read_timeout == l.header_read_timeout
+            });
+            if !keep {
+                let tcp = TcpListener::bind(l.address).await.map_err(|e| {
+                    format!("listener {:?}: cannot bind {}: {e}", l.name, l.address)
+                })?;
+                bound.insert(l.name.clone(), tcp);
+            }
+        }
+        let wanted: HashMap<&str, _> = settings
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l))
+            .collect();
+        running.retain(|name, r| {
+            let keep = wanted.contains_key(name.as_str()) && !bound.contains_key(name);
+            if !keep {
+                tracing::info!(listener = %name, address = %r.local, "closing listener");
+                r.stop.cancel();
+            }
+            keep
+        });
+        for l in &settings.listeners {
+            let routes = build_listener(l, &clusters, &self.metrics);
+            match bound.remove(&l.name) {
+                None => {
+                    let r = &running[&l.name];
+                    r.routes.store(Arc::new(routes));
+                }
+                Some(tcp) => {
+                    let local = tcp.local_addr()?;
+                    tracing::info!(listener = %l.name, address = %local, "listening");
+                    let routes = Arc::new(ArcSwap::from_pointee(routes));
+                    let stop = self.stop.child_token();
+                    let limits = Limits::from(l);
+                    tokio::spawn(accept_loop(
+                        tcp,
+                        limits,
+                        Arc::clone(&routes),
+                        stop.clone(),
+                        self.drain.clone(),
+                        self.connections.clone(),
+                    ));
+                    running.insert(
+                        l.name.clone(),
+                        Running {
+                            address: l.address,
+                            local,
+                            limits,
+                            routes,
+                            stop,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reloads the config file: validate fully, then swap; on any error
+    /// keep serving the old table.
+    pub async fn reload(&self) -> Result<(), ConfigErrors> {
+        let path = self.settings.load().path.clone();
+        let Some(path) = path else {
+            return Err(ConfigErrors(vec![config::ConfigError {
+                file: "<inline>".into(),
+                position: None,
+                message: "this proxy was not started from a file".into(),
+            }]));
+        };
+        let result = match config::load(&path) {
+            Ok(settings) => self.apply(settings).await.map_err(|e| {
+                ConfigErrors(vec![config::ConfigError {
+                    file: path.display().to_string(),
+                    position: None,
+                    message: e.to_string(),
+                }])
+            }),
+            Err(errs) => Err(errs),
+        };
+        match &result {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), "config reloaded");
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["success"])
+                    .inc();
+            }
+            Err(errs) => {
+                for e in &errs.0 {
+                    tracing::error!("config reload refused: {e}");
+                }
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
+            }
+        }
+        result
+    }
+
+    /// Swaps in a validated config.
+    pub async fn apply(&self, settings: Settings) -> Result<(), BoxError> {
+        let clusters = build_clusters(&settings, &self.clusters.load(), &self.metrics)?;
+        let previous = self.clusters.swap(Arc::new(clusters));
+        if let Err(e) = self.apply_listeners(&settings).await {
+            self.clusters.store(previous);
+            return Err(e);
+        }
+        self.settings.store(Arc::new(settings));
+        Ok(())
+    }
+
+    /// The running config.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    /// The running clusters.
+    pub fn clusters(&self) -> Arc<Clusters> {
+        self.clusters.load_full()
+    }
+
+    /// Where the admin server listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Where a listener is bound (its real port when configured as :0).
+    pub async fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners.lock().await.get(name).map(|r| r.local)
+    }
+
+    /// Ready: not draining and every cluster has had discovery's answer.
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Acquire)
+            && self.clusters.load().values().all(|c| c.is_ready())
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting, marks /ready 503, lets in-flight requests finish for
+    /// up to `drain_timeout`. Returns whether every connection finished.
+    pub async fn shutdown(&self) -> bool {
+        let timeout = self.settings.load().drain_timeout;
+        self.draining.store(true, Ordering::Release);
+        tracing::info!(?timeout, "draining");
+        for r in self.listeners.lock().await.values() {
+            r.stop.cancel();
+        }
+        self.drain.cancel();
+        self.connections.close();
+        let done = tokio::time::timeout(timeout, self.connections.wait())
+            .await
+            .is_ok();
+        if !done {
+            tracing::warn!("drain timeout passed with requests still in flight");
+        }
+        self.stop.cancel();
+        done
+    }
+}

@@ -1,0 +1,171 @@
+//! What a client sees when Outrigger itself says no: status, header,
+//! metric.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn one_route(endpoint: &str, extra: &str) -> String {
+    format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, match: {{path_prefix: /app}}, cluster: c {extra}}}]}}]\nclusters: [{{name: c, endpoints: [\"{endpoint}\"], connect_timeout: 500ms}}]\n"
+    )
+}
+
+/// No route -> 404 no-route, counted.
+#[tokio::test]
+async fn no_route_is_404() {
+    let up = Upstream::start().await;
+    let p = TestProxy::start(&one_route(&up.addr.to_string(), "")).await;
+    let r = client().get(&p.url("/elsewhere")).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("x-outrigger-error"), Some("no-route"));
+    assert_eq!(up.hits(), 0);
+    assert_eq!(
+        p.metric(r#"outrigger_local_responses_total{reason="no-route"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        p.metric(r#"outrigger_requests_total{code="404",listener="l"}"#)
+            .await,
+        1.0
+    );
+}
+
+/// A refused connection -> 502 upstream-connect-failure, counted.
+#[tokio::test]
+async fn refused_is_502() {
+    let p = TestProxy::start(&one_route(&refused_addr().to_string(), "")).await;
+    let r = client().get(&p.url("/app")).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.header("x-outrigger-error"),
+        Some("upstream-connect-failure")
+    );
+    assert_eq!(
+        p.metric(r#"outrigger_local_responses_total{route="r",reason="upstream-connect-failure"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        p.metric(r#"outrigger_requests_total{route="r",cluster="c",code="502"}"#)
+            .await,
+        1.0
+    );
+}
+
+/// An upstream that closes without answering -> 502 upstream-reset.
+#[tokio::test]
+async fn reset_is_502() {
+    let up = Upstream::start_with(Fault::Reset).await;
+    let p = TestProxy::start(&one_route(&up.addr.to_string(), "")).await;
+    let r = client().get(&p.url("/app")).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("x-outrigger-error"), Some("upstream-reset"));
+}
+
+/// An upstream slower than the route timeout -> 504 timeout, counted.
+#[tokio::test]
+async fn slow_is_504() {
+    let up = Upstream::start_with(Fault::Delay(Duration::from_secs(5), 200)).await;
+    let p = TestProxy::start(&one_route(&up.addr.to_string(), ", timeout: 200ms")).await;
+    let t = std::time::Instant::now();
+    let r = client().get(&p.url("/app")).await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.header("x-outrigger-error"), Some("timeout"));
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        p.metric(r#"outrigger_local_responses_total{route="r",reason="timeout"}"#)
+            .await,
+        1.0
+    );
+}
+
+async fn raw(p: &TestProxy, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A malformed request gets 400 and the connection closes; nothing
+/// panics and the next request is served.
+#[tokio::test]
+async fn malformed_request_is_400() {
+    let up = Upstream::start().await;
+    let p = TestProxy::start(&one_route(&up.addr.to_string(), "")).await;
+    let out = raw(
+        &p,
+        b"GET /app HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let out = raw(&p, b"\x16\x03\x01 not http at all\r\n\r\n").await;
+    assert!(out.is_empty() || out.starts_with("HTTP/1.1 400"), "{out}");
+    assert_eq!(client().get(&p.url("/app")).await.status, 200);
+    assert_eq!(up.hits(), 1);
+}
+
+/// Headers over the limit get 431 with the contract's header.
+#[tokio::test]
+async fn large_headers_are_431() {
+    let up = Upstream::start().await;
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, max_header_bytes: 4096, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+        up.addr
+    ))
+    .await;
+    let big = "v".repeat(6000);
+    let req = http::Request::get(p.url("/"))
+        .header("x-big", big)
+        .body(Default::default())
+        .unwrap();
+    let r = client().send(req).await;
+    assert_eq!(r.status, 431);
+    assert_eq!(r.header("x-outrigger-error"), Some("bad-request"));
+    // Far past the limit, hyper refuses while parsing: still 431.
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nx-huge: {}\r\n\r\n",
+        "v".repeat(100_000)
+    );
+    let out = raw(&p, huge.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    assert_eq!(up.hits(), 0);
+}
+
+/// A client trickling its headers is cut off at header_read_timeout.
+#[tokio::test]
+async fn slowloris_is_cut_off() {
+    let up = Upstream::start().await;
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, header_read_timeout: 300ms, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+        up.addr
+    ))
+    .await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let start = std::time::Instant::now();
+    let mut closed = false;
+    for _ in 0..40 {
+        if s.write_all(b"x-a: b\r\n").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "connection still open after {:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert_eq!(up.hits(), 0);
+}

@@ -1,0 +1,173 @@
+//! Test harness: real upstream servers on 127.0.0.1:0 with fault knobs,
+//! the proxy started in-process from a YAML string, and a client.
+#![allow(dead_code, unused_imports)]
+
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use outrigger::runtime::Proxy;
+
+pub use upstream::{Fault, Upstream};
+
+/// A proxy running in this test process.
+pub struct TestProxy {
+    pub proxy: Arc<Proxy>,
+    /// The first listener's bound address.
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl TestProxy {
+    /// Starts the proxy from YAML. Listener addresses should be
+    /// 127.0.0.1:0; the admin address defaults to 127.0.0.1:0 here.
+    pub async fn start(yaml: &str) -> TestProxy {
+        let yaml = if yaml.contains("admin:") {
+            yaml.to_owned()
+        } else {
+            format!("admin: {{address: 127.0.0.1:0}}\n{yaml}")
+        };
+        let settings = outrigger::config::parse(&yaml, "test.yaml")
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let first = settings.listeners[0].name.clone();
+        let proxy = Proxy::start(settings).await.expect("proxy starts");
+        let addr = proxy.listener_addr(&first).await.expect("listener bound");
+        let admin = proxy.admin_addr();
+        TestProxy { proxy, addr, admin }
+    }
+
+    /// Starts the proxy from a file (so reload has something to read).
+    pub async fn start_file(path: &std::path::Path) -> TestProxy {
+        let settings =
+            outrigger::config::load(path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let first = settings.listeners[0].name.clone();
+        let proxy = Proxy::start(settings).await.expect("proxy starts");
+        let addr = proxy.listener_addr(&first).await.expect("listener bound");
+        let admin = proxy.admin_addr();
+        TestProxy { proxy, addr, admin }
+    }
+
+    /// `http://ADDR{path}` on the first listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The admin server's text for `path`.
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, String) {
+        let r = client()
+            .get(&format!("http://{}{}", self.admin, path))
+            .await;
+        (r.status, r.text())
+    }
+
+    /// One sample of a metric from /metrics (`name{labels}`, labels in the
+    /// order Prometheus prints them), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.admin_get("/metrics").await;
+        metric_value(&text, series)
+    }
+}
+
+/// Finds `series` (e.g. `outrigger_requests_total{code="200",...}`) in
+/// exposition text. Labels may be given in any order.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    let (name, want) = split_series(series);
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (s, v) = l.rsplit_once(' ')?;
+            let (n, labels) = split_series(s);
+            (n == name && want.iter().all(|w| labels.contains(w))).then(|| v.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+fn split_series(s: &str) -> (&str, Vec<&str>) {
+    match s.find('{') {
+        Some(i) => (
+            &s[..i],
+            s[i + 1..s.len() - 1]
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .collect(),
+        ),
+        None => (s, vec![]),
+    }
+}
+
+/// A response, read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A plain HTTP/1.1 client.
+#[derive(Clone)]
+pub struct TestClient {
+    inner: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub fn client() -> TestClient {
+    TestClient {
+        inner: Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+/// An HTTP/2 prior-knowledge client.
+pub fn h2_client() -> TestClient {
+    TestClient {
+        inner: Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http(),
+    }
+}
+
+impl TestClient {
+    pub async fn get(&self, url: &str) -> Reply {
+        self.send(Request::get(url).body(Full::default()).unwrap())
+            .await
+    }
+
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
+        self.try_send(req).await.expect("request completes")
+    }
+
+    pub async fn try_send(&self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
+        let resp = self
+            .inner
+            .request(req)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// An address that refuses connections (bound, then closed).
+pub fn refused_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    drop(l);
+    a
+}
