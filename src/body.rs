@@ -39,10 +39,7 @@ enum Kind {
 impl Body {
     /// No body.
     pub fn empty() -> Self {
-        Body {
-            kind: Kind::Empty,
-            guards: Vec::new(),
-        }
+        Body { kind: Kind::Empty, guards: Vec::new() }
     }
 
     /// Any other body, boxed.
@@ -52,18 +49,12 @@ impl Body {
         B::Error: Into<BoxError>,
     {
         use http_body_util::BodyExt;
-        Body {
-            kind: Kind::Boxed(body.map_err(Into::into).boxed()),
-            guards: Vec::new(),
-        }
+        Body { kind: Kind::Boxed(body.map_err(Into::into).boxed()), guards: Vec::new() }
     }
 
     /// Chunks already read from `rest`, to be sent before it.
     pub fn prefixed(prefix: VecDeque<Bytes>, rest: Body) -> Self {
-        Body {
-            kind: Kind::Prefixed(prefix, Box::new(rest)),
-            guards: Vec::new(),
-        }
+        Body { kind: Kind::Prefixed(prefix, Box::new(rest)), guards: Vec::new() }
     }
 
     /// Keeps `guard` alive until this body is dropped.
@@ -80,14 +71,7 @@ impl Default for Body {
 
 impl From<Bytes> for Body {
     fn from(b: Bytes) -> Self {
-        Body {
-            kind: if b.is_empty() {
-                Kind::Empty
-            } else {
-                Kind::Full(Some(b))
-            },
-            guards: Vec::new(),
-        }
+        Body { kind: if b.is_empty() { Kind::Empty } else { Kind::Full(Some(b)) }, guards: Vec::new() }
     }
 }
 
@@ -105,10 +89,7 @@ impl From<&'static str> for Body {
 
 impl From<Incoming> for Body {
     fn from(b: Incoming) -> Self {
-        Body {
-            kind: Kind::Incoming(b),
-            guards: Vec::new(),
-        }
+        Body { kind: Kind::Incoming(b), guards: Vec::new() }
     }
 }
 
@@ -129,10 +110,7 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),

@@ -25,19 +25,12 @@ pub async fn upstream(addr: SocketAddr) -> std::io::Result<SocketAddr> {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
-                    let body = format!(
-                        "hello from upstream {local}: {} {}\n",
-                        req.method(),
-                        req.uri().path()
-                    );
+                    let body = format!("hello from upstream {local}: {} {}\n", req.method(), req.uri().path());
                     let mut resp = Response::new(Body::from(Bytes::from(body)));
-                    resp.headers_mut()
-                        .insert("x-upstream", local.to_string().parse().expect("address"));
+                    resp.headers_mut().insert("x-upstream", local.to_string().parse().expect("address"));
                     Ok::<_, Infallible>(resp)
                 });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     });

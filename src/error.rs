@@ -77,10 +77,9 @@ impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
             Refusal::NoRoute => StatusCode::NOT_FOUND,
-            Refusal::CircuitOpen
-            | Refusal::BulkheadFull
-            | Refusal::NoEndpoints
-            | Refusal::RetryBudgetExhausted => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::CircuitOpen | Refusal::BulkheadFull | Refusal::NoEndpoints | Refusal::RetryBudgetExhausted => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Refusal::UpstreamConnectFailure | Refusal::UpstreamReset => StatusCode::BAD_GATEWAY,
             Refusal::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::BadRequest => StatusCode::BAD_REQUEST,
@@ -92,11 +91,19 @@ impl Refusal {
     /// curl learns what happened and what to look at.
     pub fn explanation(self) -> &'static str {
         match self {
-            Refusal::NoRoute => "no-route: no route of this listener matched the request (host, path, method, headers)\n",
-            Refusal::CircuitOpen => "circuit-open: the circuit breaker is open after recent upstream failures; the request was not sent\n",
-            Refusal::BulkheadFull => "bulkhead-full: the concurrency limit and its queue are full; the request was not sent\n",
+            Refusal::NoRoute => {
+                "no-route: no route of this listener matched the request (host, path, method, headers)\n"
+            }
+            Refusal::CircuitOpen => {
+                "circuit-open: the circuit breaker is open after recent upstream failures; the request was not sent\n"
+            }
+            Refusal::BulkheadFull => {
+                "bulkhead-full: the concurrency limit and its queue are full; the request was not sent\n"
+            }
             Refusal::NoEndpoints => "no-endpoints: the cluster has no healthy endpoint right now\n",
-            Refusal::RetryBudgetExhausted => "retry-budget-exhausted: the last try failed and the retry budget forbade another\n",
+            Refusal::RetryBudgetExhausted => {
+                "retry-budget-exhausted: the last try failed and the retry budget forbade another\n"
+            }
             Refusal::UpstreamConnectFailure => "upstream-connect-failure: could not connect to the upstream\n",
             Refusal::UpstreamReset => "upstream-reset: the upstream closed or reset the connection before answering\n",
             Refusal::Timeout => "timeout: the upstream did not answer within the route's timeout\n",
@@ -109,10 +116,7 @@ impl Refusal {
     /// outlier detection and retry conditions), as opposed to Outrigger
     /// declining to send.
     pub fn is_upstream_failure(self) -> bool {
-        matches!(
-            self,
-            Refusal::UpstreamConnectFailure | Refusal::UpstreamReset | Refusal::Timeout
-        )
+        matches!(self, Refusal::UpstreamConnectFailure | Refusal::UpstreamReset | Refusal::Timeout)
     }
 }
 
@@ -162,16 +166,11 @@ pub fn rescue(err: &BoxError) -> (Refusal, Response<Body>) {
 
 /// The response Outrigger makes up for a refusal.
 pub fn local_response(refusal: Refusal) -> Response<Body> {
-    let mut resp = Response::new(Body::from(Bytes::from_static(
-        refusal.explanation().as_bytes(),
-    )));
+    let mut resp = Response::new(Body::from(Bytes::from_static(refusal.explanation().as_bytes())));
     *resp.status_mut() = refusal.status();
     let headers = resp.headers_mut();
     headers.insert(ERROR_HEADER, HeaderValue::from_static(refusal.token()));
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
 
@@ -227,9 +226,7 @@ mod tests {
     /// refusals as neither.
     #[test]
     fn outcomes_follow_the_contract() {
-        let ok = |s: u16| -> Result<Response<()>, BoxError> {
-            Ok(Response::builder().status(s).body(()).unwrap())
-        };
+        let ok = |s: u16| -> Result<Response<()>, BoxError> { Ok(Response::builder().status(s).body(()).unwrap()) };
         assert_eq!(outcome(&ok(200)), Outcome::Success);
         assert_eq!(outcome(&ok(404)), Outcome::Success);
         assert_eq!(outcome(&ok(503)), Outcome::Failure);

@@ -48,20 +48,16 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Validate { file }) => validate(&file),
         Some(Command::Demo) => {
-            let path = cli
-                .config
-                .unwrap_or_else(|| PathBuf::from("config/outrigger.yaml"));
+            let path = cli.config.unwrap_or_else(|| PathBuf::from("config/outrigger.yaml"));
             run(&path, cli.workers, true)
         }
-        Some(Command::Run) | None => {
-            match cli.config {
-                Some(path) => run(&path, cli.workers, false),
-                None => {
-                    eprintln!("outrigger: no config: use `outrigger run --config FILE` (or `outrigger demo`)");
-                    ExitCode::from(2)
-                }
+        Some(Command::Run) | None => match cli.config {
+            Some(path) => run(&path, cli.workers, false),
+            None => {
+                eprintln!("outrigger: no config: use `outrigger run --config FILE` (or `outrigger demo`)");
+                ExitCode::from(2)
             }
-        }
+        },
     }
 }
 
@@ -123,22 +119,14 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         let started = outrigger::demo::start_upstreams(&settings).await?;
         eprintln!("demo upstreams on {started:?}");
     }
-    let proxy: Arc<Proxy> = Proxy::start(settings.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let proxy: Arc<Proxy> = Proxy::start(settings.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     if demo {
         eprintln!("\nOutrigger is running. Try:\n");
         for line in outrigger::demo::curl_lines(&settings) {
             eprintln!("  {line}");
         }
-        eprintln!(
-            "  curl -s http://{}/metrics | grep outrigger_requests_total",
-            proxy.admin_addr()
-        );
-        eprintln!(
-            "  curl -s http://{}/clusters\n\nCtrl-C stops it.\n",
-            proxy.admin_addr()
-        );
+        eprintln!("  curl -s http://{}/metrics | grep outrigger_requests_total", proxy.admin_addr());
+        eprintln!("  curl -s http://{}/clusters\n\nCtrl-C stops it.\n", proxy.admin_addr());
     }
     tokio::spawn(config::reload::on_sighup(Arc::clone(&proxy)));
     wait_for_signal().await;

@@ -6,16 +6,13 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::error::Refusal;
 
 /// Latency buckets in seconds, finer at the low end where a sidecar lives.
-const DURATION_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const DURATION_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The families, each named as in CONTRACT.md.
 #[derive(Clone)]
@@ -59,22 +56,12 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every family into `registry`.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
-        fn counter(
-            r: &Registry,
-            name: &str,
-            help: &str,
-            labels: &[&str],
-        ) -> Result<IntCounterVec, prometheus::Error> {
+        fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
             let c = IntCounterVec::new(Opts::new(name, help), labels)?;
             r.register(Box::new(c.clone()))?;
             Ok(c)
         }
-        fn gauge(
-            r: &Registry,
-            name: &str,
-            help: &str,
-            labels: &[&str],
-        ) -> Result<IntGaugeVec, prometheus::Error> {
+        fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, prometheus::Error> {
             let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
             r.register(Box::new(g.clone()))?;
             Ok(g)
@@ -157,12 +144,7 @@ impl Metrics {
                 "A bulkhead's concurrency limit now (moves in adaptive mode).",
                 &["scope", "name"],
             )?,
-            endpoints: gauge(
-                r,
-                "outrigger_endpoints",
-                "Endpoints of a cluster, by state.",
-                &["cluster", "state"],
-            )?,
+            endpoints: gauge(r, "outrigger_endpoints", "Endpoints of a cluster, by state.", &["cluster", "state"])?,
             outlier_ejections: counter(
                 r,
                 "outrigger_outlier_ejections_total",
@@ -181,12 +163,7 @@ impl Metrics {
                 "Endpoint-set updates from discovery, by result.",
                 &["cluster", "result"],
             )?,
-            config_reloads: counter(
-                r,
-                "outrigger_config_reloads_total",
-                "Config reloads, by result.",
-                &["result"],
-            )?,
+            config_reloads: counter(r, "outrigger_config_reloads_total", "Config reloads, by result.", &["result"])?,
         })
     }
 
@@ -199,8 +176,8 @@ impl Metrics {
 /// Status codes whose counters a route keeps at hand; others are looked
 /// up when they occur.
 const COMMON_CODES: [u16; 24] = [
-    200, 201, 202, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413, 429,
-    431, 500, 502, 503, 504,
+    200, 201, 202, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413, 429, 431, 500, 502, 503,
+    504,
 ];
 
 /// The per-request handles of one (listener, route, cluster), bound when
@@ -225,43 +202,27 @@ impl RouteMetrics {
             cluster: cluster.to_owned(),
             requests: m.requests.clone(),
             local: m.local_responses.clone(),
-            duration: m
-                .request_duration
-                .with_label_values(&[listener, route, cluster]),
+            duration: m.request_duration.with_label_values(&[listener, route, cluster]),
             codes: Default::default(),
             reasons: Default::default(),
         }
     }
 
     /// Counts one answered request.
-    pub fn record(
-        &self,
-        status: http::StatusCode,
-        elapsed: std::time::Duration,
-        refusal: Option<Refusal>,
-    ) {
+    pub fn record(&self, status: http::StatusCode, elapsed: std::time::Duration, refusal: Option<Refusal>) {
         self.duration.observe(elapsed.as_secs_f64());
         let code = status.as_u16();
         match COMMON_CODES.iter().position(|c| *c == code) {
-            Some(i) => self.codes[i]
-                .get_or_init(|| self.code_counter(status))
-                .inc(),
+            Some(i) => self.codes[i].get_or_init(|| self.code_counter(status)).inc(),
             None => self.code_counter(status).inc(),
         }
         if let Some(r) = refusal {
             let i = Refusal::ALL.iter().position(|x| *x == r).unwrap_or(0);
-            self.reasons[i]
-                .get_or_init(|| self.local.with_label_values(&[&self.route, r.token()]))
-                .inc();
+            self.reasons[i].get_or_init(|| self.local.with_label_values(&[&self.route, r.token()])).inc();
         }
     }
 
     fn code_counter(&self, status: http::StatusCode) -> IntCounter {
-        self.requests.with_label_values(&[
-            &self.listener,
-            &self.route,
-            &self.cluster,
-            status.as_str(),
-        ])
+        self.requests.with_label_values(&[&self.listener, &self.route, &self.cluster, status.as_str()])
     }
 }

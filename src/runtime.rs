@@ -17,6 +17,7 @@ use crate::config::{self, ConfigErrors, Settings};
 use crate::error::BoxError;
 use crate::metrics::Metrics;
 use crate::proxy::listener::{accept_loop, Limits};
+use crate::proxy::state::StateStore;
 use crate::proxy::table::{build_clusters, build_listener, Clusters, ListenerRoutes};
 
 /// A listener that is bound and accepting.
@@ -44,6 +45,8 @@ pub struct Proxy {
     drain: CancellationToken,
     connections: TaskTracker,
     admin_addr: SocketAddr,
+    /// Breakers, bulkheads and budgets kept across reloads.
+    pub state: StateStore,
 }
 
 impl Proxy {
@@ -66,13 +69,10 @@ impl Proxy {
             stop: CancellationToken::new(),
             drain: CancellationToken::new(),
             connections: TaskTracker::new(),
+            state: StateStore::default(),
         });
         proxy.apply_listeners(&settings).await?;
-        tokio::spawn(crate::admin::serve(
-            admin,
-            Arc::clone(&proxy),
-            proxy.stop.clone(),
-        ));
+        tokio::spawn(crate::admin::serve(admin, Arc::clone(&proxy), proxy.stop.clone()));
         Ok(proxy)
     }
 
@@ -80,24 +80,21 @@ impl Proxy {
     async fn apply_listeners(&self, settings: &Settings) -> Result<(), BoxError> {
         let clusters = self.clusters.load();
         let mut running = self.listeners.lock().await;
+        self.state.begin();
         // Bind everything new first, so a bind failure changes nothing.
         let mut bound = HashMap::new();
         for l in &settings.listeners {
-            let keep = running.get(&l.name).is_some_and(|r| {
-                r.address == l.address && r.limits.header_read_timeout == l.header_read_timeout
-            });
+            let keep = running
+                .get(&l.name)
+                .is_some_and(|r| r.address == l.address && r.limits.header_read_timeout == l.header_read_timeout);
             if !keep {
-                let tcp = TcpListener::bind(l.address).await.map_err(|e| {
-                    format!("listener {:?}: cannot bind {}: {e}", l.name, l.address)
-                })?;
+                let tcp = TcpListener::bind(l.address)
+                    .await
+                    .map_err(|e| format!("listener {:?}: cannot bind {}: {e}", l.name, l.address))?;
                 bound.insert(l.name.clone(), tcp);
             }
         }
-        let wanted: HashMap<&str, _> = settings
-            .listeners
-            .iter()
-            .map(|l| (l.name.as_str(), l))
-            .collect();
+        let wanted: HashMap<&str, _> = settings.listeners.iter().map(|l| (l.name.as_str(), l)).collect();
         running.retain(|name, r| {
             let keep = wanted.contains_key(name.as_str()) && !bound.contains_key(name);
             if !keep {
@@ -107,7 +104,7 @@ impl Proxy {
             keep
         });
         for l in &settings.listeners {
-            let routes = build_listener(l, &clusters, &self.metrics);
+            let routes = build_listener(l, &clusters, &self.metrics, &self.state);
             match bound.remove(&l.name) {
                 None => {
                     let r = &running[&l.name];
@@ -127,16 +124,7 @@ impl Proxy {
                         self.drain.clone(),
                         self.connections.clone(),
                     ));
-                    running.insert(
-                        l.name.clone(),
-                        Running {
-                            address: l.address,
-                            local,
-                            limits,
-                            routes,
-                            stop,
-                        },
-                    );
+                    running.insert(l.name.clone(), Running { address: l.address, local, limits, routes, stop });
                 }
             }
         }
@@ -167,19 +155,13 @@ impl Proxy {
         match &result {
             Ok(()) => {
                 tracing::info!(file = %path.display(), "config reloaded");
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["success"])
-                    .inc();
+                self.metrics.config_reloads.with_label_values(&["success"]).inc();
             }
             Err(errs) => {
                 for e in &errs.0 {
                     tracing::error!("config reload refused: {e}");
                 }
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["error"])
-                    .inc();
+                self.metrics.config_reloads.with_label_values(&["error"]).inc();
             }
         }
         result
@@ -219,8 +201,7 @@ impl Proxy {
 
     /// Ready: not draining and every cluster has had discovery's answer.
     pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Acquire)
-            && self.clusters.load().values().all(|c| c.is_ready())
+        !self.draining.load(Ordering::Acquire) && self.clusters.load().values().all(|c| c.is_ready())
     }
 
     /// Whether shutdown has begun.
@@ -239,9 +220,7 @@ impl Proxy {
         }
         self.drain.cancel();
         self.connections.close();
-        let done = tokio::time::timeout(timeout, self.connections.wait())
-            .await
-            .is_ok();
+        let done = tokio::time::timeout(timeout, self.connections.wait()).await.is_ok();
         if !done {
             tracing::warn!("drain timeout passed with requests still in flight");
         }

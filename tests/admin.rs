@@ -39,16 +39,7 @@ async fn admin_endpoints() {
     assert_eq!(c["endpoints"][0]["requests"], 1);
     let (s, m) = p.admin_get("/metrics").await;
     assert_eq!(s, 200);
-    assert!(
-        m.contains("outrigger_request_duration_seconds_bucket"),
-        "{m}"
-    );
-    assert_eq!(
-        metric_value(
-            &m,
-            r#"outrigger_requests_total{listener="l",route="r",cluster="c",code="200"}"#
-        ),
-        1.0
-    );
+    assert!(m.contains("outrigger_request_duration_seconds_bucket"), "{m}");
+    assert_eq!(metric_value(&m, r#"outrigger_requests_total{listener="l",route="r",cluster="c",code="200"}"#), 1.0);
     assert_eq!(p.admin_get("/nope").await.0, 404);
 }

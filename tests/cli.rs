@@ -3,10 +3,7 @@
 use std::process::Command;
 
 fn outrigger(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_outrigger"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_outrigger")).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -19,11 +16,7 @@ fn outrigger(args: &[&str]) -> (i32, String, String) {
 fn validate_unknown_field() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.yaml");
-    std::fs::write(
-        &f,
-        "listeners:\n  - name: a\n    address: 127.0.0.1:0\n    colour: blue\nclusters: []\n",
-    )
-    .unwrap();
+    std::fs::write(&f, "listeners:\n  - name: a\n    address: 127.0.0.1:0\n    colour: blue\nclusters: []\n").unwrap();
     let (code, _, err) = outrigger(&["validate", f.to_str().unwrap()]);
     assert_eq!(code, 2);
     let want = format!("{}:4:5: ", f.display());
@@ -47,14 +40,8 @@ fn validate_reports_every_error() {
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 3, "{err}");
     assert!(err.contains(":3:14: invalid address \"nowhere\""), "{err}");
-    assert!(
-        err.contains(":6:18: route \"r\" names cluster \"ghost\""),
-        "{err}"
-    );
-    assert!(
-        err.contains(":9:16: cluster \"c\" has no endpoints"),
-        "{err}"
-    );
+    assert!(err.contains(":6:18: route \"r\" names cluster \"ghost\""), "{err}");
+    assert!(err.contains(":9:16: cluster \"c\" has no endpoints"), "{err}");
     let (code, _, _) = outrigger(&["run", "--config", f.to_str().unwrap()]);
     assert_eq!(code, 2);
 }

@@ -28,10 +28,7 @@ async fn drain_finishes_in_flight_requests() {
     let shutdown = tokio::spawn(async move { proxy.shutdown().await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(p.admin_get("/ready").await.0, 503);
-    assert!(
-        tokio::net::TcpStream::connect(p.addr).await.is_err(),
-        "still accepting while draining"
-    );
+    assert!(tokio::net::TcpStream::connect(p.addr).await.is_err(), "still accepting while draining");
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200);
     assert!(shutdown.await.unwrap(), "drain did not finish");
@@ -71,9 +68,7 @@ async fn sigterm_drains_and_exits_zero() {
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let line = rx
-            .recv_timeout(deadline - std::time::Instant::now())
-            .expect("proxy did not start");
+        let line = rx.recv_timeout(deadline - std::time::Instant::now()).expect("proxy did not start");
         if line.contains("listening") && line.contains(&port.to_string()) {
             break;
         }
@@ -83,16 +78,10 @@ async fn sigterm_drains_and_exits_zero() {
     while up.hits() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let r = req.await.unwrap();
     assert_eq!(r.status, 200);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0));
 }

@@ -24,16 +24,8 @@ async fn no_route_is_404() {
     assert_eq!(r.status, 404);
     assert_eq!(r.header("x-outrigger-error"), Some("no-route"));
     assert_eq!(up.hits(), 0);
-    assert_eq!(
-        p.metric(r#"outrigger_local_responses_total{reason="no-route"}"#)
-            .await,
-        1.0
-    );
-    assert_eq!(
-        p.metric(r#"outrigger_requests_total{code="404",listener="l"}"#)
-            .await,
-        1.0
-    );
+    assert_eq!(p.metric(r#"outrigger_local_responses_total{reason="no-route"}"#).await, 1.0);
+    assert_eq!(p.metric(r#"outrigger_requests_total{code="404",listener="l"}"#).await, 1.0);
 }
 
 /// A refused connection -> 502 upstream-connect-failure, counted.
@@ -42,20 +34,9 @@ async fn refused_is_502() {
     let p = TestProxy::start(&one_route(&refused_addr().to_string(), "")).await;
     let r = client().get(&p.url("/app")).await;
     assert_eq!(r.status, 502);
-    assert_eq!(
-        r.header("x-outrigger-error"),
-        Some("upstream-connect-failure")
-    );
-    assert_eq!(
-        p.metric(r#"outrigger_local_responses_total{route="r",reason="upstream-connect-failure"}"#)
-            .await,
-        1.0
-    );
-    assert_eq!(
-        p.metric(r#"outrigger_requests_total{route="r",cluster="c",code="502"}"#)
-            .await,
-        1.0
-    );
+    assert_eq!(r.header("x-outrigger-error"), Some("upstream-connect-failure"));
+    assert_eq!(p.metric(r#"outrigger_local_responses_total{route="r",reason="upstream-connect-failure"}"#).await, 1.0);
+    assert_eq!(p.metric(r#"outrigger_requests_total{route="r",cluster="c",code="502"}"#).await, 1.0);
 }
 
 /// An upstream that closes without answering -> 502 upstream-reset.
@@ -78,11 +59,7 @@ async fn slow_is_504() {
     assert_eq!(r.status, 504);
     assert_eq!(r.header("x-outrigger-error"), Some("timeout"));
     assert!(t.elapsed() < Duration::from_secs(2));
-    assert_eq!(
-        p.metric(r#"outrigger_local_responses_total{route="r",reason="timeout"}"#)
-            .await,
-        1.0
-    );
+    assert_eq!(p.metric(r#"outrigger_local_responses_total{route="r",reason="timeout"}"#).await, 1.0);
 }
 
 async fn raw(p: &TestProxy, bytes: &[u8]) -> String {
@@ -99,11 +76,7 @@ async fn raw(p: &TestProxy, bytes: &[u8]) -> String {
 async fn malformed_request_is_400() {
     let up = Upstream::start().await;
     let p = TestProxy::start(&one_route(&up.addr.to_string(), "")).await;
-    let out = raw(
-        &p,
-        b"GET /app HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n",
-    )
-    .await;
+    let out = raw(&p, b"GET /app HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n").await;
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     let out = raw(&p, b"\x16\x03\x01 not http at all\r\n\r\n").await;
     assert!(out.is_empty() || out.starts_with("HTTP/1.1 400"), "{out}");
@@ -121,18 +94,12 @@ async fn large_headers_are_431() {
     ))
     .await;
     let big = "v".repeat(6000);
-    let req = http::Request::get(p.url("/"))
-        .header("x-big", big)
-        .body(Default::default())
-        .unwrap();
+    let req = http::Request::get(p.url("/")).header("x-big", big).body(Default::default()).unwrap();
     let r = client().send(req).await;
     assert_eq!(r.status, 431);
     assert_eq!(r.header("x-outrigger-error"), Some("bad-request"));
     // Far past the limit, hyper refuses while parsing: still 431.
-    let huge = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nx-huge: {}\r\n\r\n",
-        "v".repeat(100_000)
-    );
+    let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nx-huge: {}\r\n\r\n", "v".repeat(100_000));
     let out = raw(&p, huge.as_bytes()).await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
     assert_eq!(up.hits(), 0);

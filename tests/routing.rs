@@ -51,11 +51,7 @@ clusters:
 /// match winning.
 #[tokio::test]
 async fn each_kind_of_match_reaches_its_cluster() {
-    let (a, b, c) = (
-        Upstream::start().await,
-        Upstream::start().await,
-        Upstream::start().await,
-    );
+    let (a, b, c) = (Upstream::start().await, Upstream::start().await, Upstream::start().await);
     let p = TestProxy::start(&cfg(&a, &b, &c)).await;
     let cl = client();
     let send = |method: &str, path: &str, headers: &[(&str, &str)]| {
@@ -67,14 +63,8 @@ async fn each_kind_of_match_reaches_its_cluster() {
     };
     let who = |r: &Reply| r.header("x-upstream").unwrap().to_owned();
     let (a, b, c) = (a.addr.to_string(), b.addr.to_string(), c.addr.to_string());
-    assert_eq!(
-        who(&send("GET", "/anything", &[("host", "orders:8080")]).await),
-        a
-    );
-    assert_eq!(
-        who(&send("GET", "/x", &[("host", "api.example.com")]).await),
-        b
-    );
+    assert_eq!(who(&send("GET", "/anything", &[("host", "orders:8080")]).await), a);
+    assert_eq!(who(&send("GET", "/x", &[("host", "api.example.com")]).await), b);
     assert_eq!(who(&send("GET", "/exact", &[]).await), a);
     assert_eq!(who(&send("GET", "/items/42", &[]).await), b);
     assert_eq!(send("GET", "/items/abc", &[]).await.status, 404);
@@ -180,24 +170,14 @@ async fn streams_100mb_each_way() {
     let stream = futures_util::stream::iter(
         (0..1600).map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))),
     );
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let req = Request::put(p.url("/upload"))
-        .body(outrigger::body::Body::boxed(StreamBody::new(stream)))
-        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = Request::put(p.url("/upload")).body(outrigger::body::Body::boxed(StreamBody::new(stream))).unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["x-received-bytes"],
-        TOTAL.to_string().as_str()
-    );
+    assert_eq!(resp.headers()["x-received-bytes"], TOTAL.to_string().as_str());
     // Download: count bytes as they arrive.
     let resp = client
-        .request(
-            Request::get(p.url(&format!("/download?bytes={TOTAL}")))
-                .body(outrigger::body::Body::empty())
-                .unwrap(),
-        )
+        .request(Request::get(p.url(&format!("/download?bytes={TOTAL}"))).body(outrigger::body::Body::empty()).unwrap())
         .await
         .unwrap();
     let mut body = resp.into_body();

@@ -35,9 +35,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationT
                 let proxy = Arc::clone(&proxy);
                 async move { Ok::<_, Infallible>(route(&proxy, req).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
@@ -45,10 +43,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationT
 fn text(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        "text/plain; charset=utf-8".parse().expect("static"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, "text/plain; charset=utf-8".parse().expect("static"));
     r
 }
 
@@ -57,10 +52,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     body.push(b'\n');
     let mut r = Response::new(Body::from(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        "application/json".parse().expect("static"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static"));
     r
 }
 
@@ -73,10 +65,7 @@ async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Body> {
                 return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
             }
             let mut r = Response::new(Body::from(Bytes::from(buf)));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                encoder.format_type().parse().expect("static"),
-            );
+            r.headers_mut().insert(header::CONTENT_TYPE, encoder.format_type().parse().expect("static"));
             r
         }
         (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
@@ -86,18 +75,11 @@ async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Body> {
             } else if proxy.is_ready() {
                 text(StatusCode::OK, "ready\n")
             } else {
-                let waiting: Vec<String> = proxy
-                    .clusters()
-                    .values()
-                    .filter(|c| !c.is_ready())
-                    .map(|c| c.settings.name.clone())
-                    .collect();
+                let waiting: Vec<String> =
+                    proxy.clusters().values().filter(|c| !c.is_ready()).map(|c| c.settings.name.clone()).collect();
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "not ready: waiting for discovery of {}\n",
-                        waiting.join(", ")
-                    ),
+                    format!("not ready: waiting for discovery of {}\n", waiting.join(", ")),
                 )
             }
         }
@@ -116,9 +98,6 @@ async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Body> {
         (_, "/metrics" | "/live" | "/ready" | "/config" | "/clusters" | "/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found: try /metrics /live /ready /config /clusters, POST /reload\n",
-        ),
+        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics /live /ready /config /clusters, POST /reload\n"),
     }
 }

@@ -29,8 +29,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// A fresh endpoint.
     pub fn new(spec: EndpointSpec) -> Self {
-        let authority = Authority::try_from(spec.address.to_string().as_str())
-            .expect("socket address is an authority");
+        let authority = Authority::try_from(spec.address.to_string().as_str()).expect("socket address is an authority");
         Endpoint {
             address: spec.address,
             authority,

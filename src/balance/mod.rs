@@ -22,6 +22,12 @@ use crate::error::Outcome;
 pub use endpoint::Endpoint;
 use settings::LbPolicy;
 
+/// A request extension the retry layer sets on a retried request: the
+/// endpoint the previous try failed on, which the balancer avoids when
+/// another endpoint is usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AvoidEndpoint(pub SocketAddr);
+
 /// The endpoints of a cluster at one moment.
 #[derive(Debug, Default)]
 pub struct EndpointSet {
@@ -62,8 +68,7 @@ impl Balancer {
     /// Replaces the endpoint set; endpoints that remain keep their state.
     pub fn update(&self, specs: Vec<EndpointSpec>) {
         let old = self.set.load();
-        let mut by_addr: HashMap<SocketAddr, &Arc<Endpoint>> =
-            old.endpoints.iter().map(|e| (e.address, e)).collect();
+        let mut by_addr: HashMap<SocketAddr, &Arc<Endpoint>> = old.endpoints.iter().map(|e| (e.address, e)).collect();
         let endpoints = specs
             .into_iter()
             .map(|spec| match by_addr.remove(&spec.address) {

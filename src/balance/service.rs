@@ -13,8 +13,10 @@ use tokio::time::Instant;
 
 use super::Balancer;
 use crate::body::Body;
-use crate::error::{outcome, BoxError, Refusal};
+use crate::error::{outcome, BoxError, Outcome, Refusal};
+use crate::metrics::Metrics;
 use crate::upstream::HttpClient;
+use prometheus::IntCounter;
 
 /// Sends each request to one endpoint chosen by the balancer.
 #[derive(Clone)]
@@ -22,16 +24,29 @@ pub struct Balance {
     balancer: Arc<Balancer>,
     client: HttpClient,
     version: Version,
+    attempts: Arc<AttemptMetrics>,
+}
+
+/// `outrigger_upstream_attempts_total{cluster,result}`, bound once.
+pub struct AttemptMetrics {
+    success: IntCounter,
+    failure: IntCounter,
+}
+
+impl AttemptMetrics {
+    /// Binds the cluster label.
+    pub fn new(metrics: &Metrics, cluster: &str) -> Self {
+        AttemptMetrics {
+            success: metrics.upstream_attempts.with_label_values(&[cluster, "success"]),
+            failure: metrics.upstream_attempts.with_label_values(&[cluster, "failure"]),
+        }
+    }
 }
 
 impl Balance {
     /// A service over `balancer`'s endpoints using `client`.
-    pub fn new(balancer: Arc<Balancer>, client: HttpClient, version: Version) -> Self {
-        Balance {
-            balancer,
-            client,
-            version,
-        }
+    pub fn new(balancer: Arc<Balancer>, client: HttpClient, version: Version, attempts: Arc<AttemptMetrics>) -> Self {
+        Balance { balancer, client, version, attempts }
     }
 }
 
@@ -48,11 +63,7 @@ impl tower::Service<Request<Body>> for Balance {
         let Some(endpoint) = self.balancer.pick(&req) else {
             return Box::pin(std::future::ready(Err(Refusal::NoEndpoints.into())));
         };
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(Scheme::HTTP);
         parts.authority = Some(endpoint.authority.clone());
@@ -64,12 +75,15 @@ impl tower::Service<Request<Body>> for Balance {
         let start = Instant::now();
         let fut = self.client.request(req);
         let balancer = Arc::clone(&self.balancer);
+        let attempts = Arc::clone(&self.attempts);
         Box::pin(async move {
-            let result = fut
-                .await
-                .map(|resp| resp.map(Body::from))
-                .map_err(BoxError::from);
-            balancer.record(&in_flight.0, outcome(&result), start.elapsed());
+            let result = fut.await.map(|resp| resp.map(Body::from)).map_err(BoxError::from);
+            let outcome = outcome(&result);
+            match outcome {
+                Outcome::Failure => attempts.failure.inc(),
+                _ => attempts.success.inc(),
+            }
+            balancer.record(&in_flight.0, outcome, start.elapsed());
             drop(in_flight);
             result
         })

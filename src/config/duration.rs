@@ -24,26 +24,18 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str("a duration with a unit, such as 250ms, 3s or 1m")
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Dur, E> {
-                humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
-                    E::custom(format!(
-                        "invalid duration {s:?}: {e} (write e.g. 250ms, 3s, 1m)"
-                    ))
-                })
+                humantime::parse_duration(s.trim())
+                    .map(Dur)
+                    .map_err(|e| E::custom(format!("invalid duration {s:?}: {e} (write e.g. 250ms, 3s, 1m)")))
             }
             fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Dur, E> {
-                Err(E::custom(format!(
-                    "duration {n} has no unit (write e.g. {n}ms or {n}s)"
-                )))
+                Err(E::custom(format!("duration {n} has no unit (write e.g. {n}ms or {n}s)")))
             }
             fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Dur, E> {
-                Err(E::custom(format!(
-                    "duration {n} must be positive and have a unit"
-                )))
+                Err(E::custom(format!("duration {n} must be positive and have a unit")))
             }
             fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Dur, E> {
-                Err(E::custom(format!(
-                    "duration {n} has no unit (write e.g. 1500ms)"
-                )))
+                Err(E::custom(format!("duration {n} has no unit (write e.g. 1500ms)")))
             }
         }
         d.deserialize_any(V)

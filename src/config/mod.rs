@@ -58,11 +58,7 @@ impl std::error::Error for ConfigErrors {}
 pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: name.clone(),
-            position: None,
-            message: format!("cannot read: {e}"),
-        }])
+        ConfigErrors(vec![ConfigError { file: name.clone(), position: None, message: format!("cannot read: {e}") }])
     })?;
     let mut settings = parse(&text, &name)?;
     settings.path = Some(path.to_path_buf());
@@ -73,11 +69,7 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
 pub fn parse(text: &str, name: &str) -> Result<Settings, ConfigErrors> {
     let raw: raw::RawConfig = serde_yaml::from_str(text).map_err(|e| {
         let position = e.location().map(|l| (l.line(), l.column()));
-        ConfigErrors(vec![ConfigError {
-            file: name.to_owned(),
-            position,
-            message: strip_location(&e.to_string()),
-        }])
+        ConfigErrors(vec![ConfigError { file: name.to_owned(), position, message: strip_location(&e.to_string()) }])
     })?;
     let positions = position::Positions::index(text);
     validate::validate(raw, name, &positions)
@@ -100,8 +92,7 @@ mod tests {
     /// field, and names the field.
     #[test]
     fn unknown_field_has_position() {
-        let text =
-            "listeners:\n  - name: a\n    address: 127.0.0.1:0\n    bogus: 1\nclusters: []\n";
+        let text = "listeners:\n  - name: a\n    address: 127.0.0.1:0\n    bogus: 1\nclusters: []\n";
         let errs = parse(text, "x.yaml").unwrap_err();
         assert_eq!(errs.0.len(), 1);
         let e = &errs.0[0];
@@ -131,10 +122,7 @@ clusters:
 ";
         let errs = parse(text, "x.yaml").unwrap_err();
         let all = errs.to_string();
-        assert!(
-            all.contains("x.yaml:6:18: route \"r\" names cluster \"missing\""),
-            "{all}"
-        );
+        assert!(all.contains("x.yaml:6:18: route \"r\" names cluster \"missing\""), "{all}");
         assert!(all.contains("duplicate route name \"r\""), "{all}");
         assert!(all.contains("path_regex"), "{all}");
         assert!(all.contains("not-an-address"), "{all}");

@@ -47,9 +47,7 @@ fn default_admin() -> String {
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        RawAdmin {
-            address: default_admin(),
-        }
+        RawAdmin { address: default_admin() }
     }
 }
 
@@ -493,14 +491,7 @@ pub enum RawHashOn {
 impl<'de> Deserialize<'de> for RawLoadBalancer {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        const NAMES: &[&str] = &[
-            "round_robin",
-            "random",
-            "least_request",
-            "peak_ewma",
-            "ring_hash",
-            "maglev",
-        ];
+        const NAMES: &[&str] = &["round_robin", "random", "least_request", "peak_ewma", "ring_hash", "maglev"];
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = RawLoadBalancer;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -517,14 +508,9 @@ impl<'de> Deserialize<'de> for RawLoadBalancer {
                     other => return Err(E::unknown_variant(other, NAMES)),
                 })
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 use serde::de::Error;
-                let key: String = map
-                    .next_key()?
-                    .ok_or_else(|| A::Error::custom("empty load_balancer map"))?;
+                let key: String = map.next_key()?.ok_or_else(|| A::Error::custom("empty load_balancer map"))?;
                 let lb = match key.as_str() {
                     "ring_hash" => RawLoadBalancer::RingHash(map.next_value()?),
                     "maglev" => RawLoadBalancer::Maglev(map.next_value()?),
@@ -558,14 +544,9 @@ impl<'de> Deserialize<'de> for RawHashOn {
                     other => Err(E::unknown_variant(other, &["path", "header", "cookie"])),
                 }
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 use serde::de::Error;
-                let key: String = map
-                    .next_key()?
-                    .ok_or_else(|| A::Error::custom("empty hash_on"))?;
+                let key: String = map.next_key()?.ok_or_else(|| A::Error::custom("empty hash_on"))?;
                 let v = match key.as_str() {
                     "header" => RawHashOn::Header(map.next_value()?),
                     "cookie" => RawHashOn::Cookie(map.next_value()?),

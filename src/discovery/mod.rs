@@ -31,11 +31,7 @@ pub struct EndpointSpec {
 impl EndpointSpec {
     /// An endpoint of weight 1 without metadata.
     pub fn new(address: SocketAddr) -> Self {
-        EndpointSpec {
-            address,
-            weight: 1,
-            metadata: BTreeMap::new(),
-        }
+        EndpointSpec { address, weight: 1, metadata: BTreeMap::new() }
     }
 }
 
@@ -124,10 +120,6 @@ pub fn source(
 ) -> Result<Box<dyn Discover>, BoxError> {
     match settings {
         DiscoverySettings::Static(eps) => Ok(Box::new(static_::Static(eps.clone()))),
-        other => Err(format!(
-            "discovery source {:?} is not available in this build",
-            other.kind()
-        )
-        .into()),
+        other => Err(format!("discovery source {:?} is not available in this build", other.kind()).into()),
     }
 }

@@ -11,7 +11,7 @@ use http::Version;
 use serde::Serialize;
 use tokio::task::AbortHandle;
 
-use crate::balance::service::Balance;
+use crate::balance::service::{AttemptMetrics, Balance};
 use crate::balance::Balancer;
 use crate::config::settings::{ClusterSettings, Protocol};
 use crate::discovery::{self, Discover};
@@ -40,6 +40,7 @@ pub struct Cluster {
     pub balancer: Arc<Balancer>,
     client: HttpClient,
     version: Version,
+    attempts: Arc<AttemptMetrics>,
     ready: Arc<AtomicBool>,
     status: Arc<ArcSwap<DiscoveryStatus>>,
     discovery_task: AbortHandle,
@@ -53,10 +54,7 @@ impl Cluster {
         base_dir: Option<&std::path::Path>,
     ) -> Result<Arc<Self>, BoxError> {
         let source = discovery::source(&settings.discovery, base_dir)?;
-        let balancer = Arc::new(Balancer::new(
-            &settings.name,
-            settings.load_balancer.clone(),
-        ));
+        let balancer = Arc::new(Balancer::new(&settings.name, settings.load_balancer.clone()));
         let ready = Arc::new(AtomicBool::new(false));
         let status = Arc::new(ArcSwap::from_pointee(DiscoveryStatus {
             source: settings.discovery.kind(),
@@ -74,6 +72,7 @@ impl Cluster {
             Protocol::Http2 => Version::HTTP_2,
         };
         Ok(Arc::new(Cluster {
+            attempts: Arc::new(AttemptMetrics::new(metrics, &settings.name)),
             client: upstream::client(settings.connect_timeout, settings.protocol),
             version,
             settings,
@@ -86,11 +85,7 @@ impl Cluster {
 
     /// The service that sends a request to one of this cluster's endpoints.
     pub fn endpoint_service(&self) -> Balance {
-        Balance::new(
-            Arc::clone(&self.balancer),
-            self.client.clone(),
-            self.version,
-        )
+        Balance::new(Arc::clone(&self.balancer), self.client.clone(), self.version, Arc::clone(&self.attempts))
     }
 
     /// Whether discovery has answered at least once.
@@ -120,12 +115,8 @@ async fn drive(
     metrics: Metrics,
 ) {
     let cluster = balancer.cluster().to_owned();
-    let ok = metrics
-        .discovery_updates
-        .with_label_values(&[&cluster, "success"]);
-    let failed = metrics
-        .discovery_updates
-        .with_label_values(&[&cluster, "error"]);
+    let ok = metrics.discovery_updates.with_label_values(&[&cluster, "success"]);
+    let failed = metrics.discovery_updates.with_label_values(&[&cluster, "error"]);
     let mut updates = source.updates();
     while let Some(update) = updates.next().await {
         let mut s = DiscoveryStatus::clone(&status.load());
@@ -134,8 +125,7 @@ async fn drive(
                 tracing::info!(cluster = %cluster, endpoints = endpoints.len(), "discovery update");
                 balancer.update(endpoints);
                 ok.inc();
-                s.last_update =
-                    Some(humantime::format_rfc3339_millis(SystemTime::now()).to_string());
+                s.last_update = Some(humantime::format_rfc3339_millis(SystemTime::now()).to_string());
                 s.last_error = None;
                 s.updates += 1;
                 ready.store(true, Ordering::Release);

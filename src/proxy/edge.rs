@@ -28,10 +28,7 @@ pub struct ConnContext {
 
 /// Size of a request's header block as sent (name, value, ": " and CRLF).
 fn header_bytes<B>(req: &Request<B>) -> usize {
-    req.headers()
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum::<usize>()
+    req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>()
         + req.uri().path_and_query().map_or(0, |p| p.as_str().len())
 }
 
@@ -40,14 +37,8 @@ pub async fn handle(ctx: &ConnContext, req: Request<Incoming>) -> Response<Body>
     let start = Instant::now();
     let routes = ctx.routes.load_full();
     let log = tracing::enabled!(target: "outrigger::access", tracing::Level::INFO);
-    let (method, path) = if log {
-        (
-            Some(req.method().clone()),
-            req.uri().path_and_query().cloned(),
-        )
-    } else {
-        (None, None)
-    };
+    let (method, path) =
+        if log { (Some(req.method().clone()), req.uri().path_and_query().cloned()) } else { (None, None) };
     if header_bytes(&req) > routes.max_header_bytes {
         return refuse(&routes, Refusal::HeadersTooLarge, start, log);
     }
@@ -96,9 +87,7 @@ pub async fn handle(ctx: &ConnContext, req: Request<Incoming>) -> Response<Body>
 
 fn refuse(routes: &ListenerRoutes, refusal: Refusal, start: Instant, log: bool) -> Response<Body> {
     let resp = local_response(refusal);
-    routes
-        .no_route
-        .record(resp.status(), start.elapsed(), Some(refusal));
+    routes.no_route.record(resp.status(), start.elapsed(), Some(refusal));
     if log {
         tracing::info!(
             target: "outrigger::access",

@@ -22,12 +22,8 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 /// Removes hop-by-hop headers, including any named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if let Some(conn) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::try_from(t.trim()).ok())
-            .collect();
+        let named: Vec<HeaderName> =
+            conn.to_str().unwrap_or("").split(',').filter_map(|t| HeaderName::try_from(t.trim()).ok()).collect();
         for n in named {
             headers.remove(n);
         }
@@ -94,11 +90,7 @@ mod tests {
         prepare_request(&mut req, &HeaderValue::from_static("127.0.0.1"));
         let h = req.headers();
         assert_eq!(h["host"], "orders");
-        assert!(
-            !h.contains_key("connection")
-                && !h.contains_key("x-secret")
-                && !h.contains_key("keep-alive")
-        );
+        assert!(!h.contains_key("connection") && !h.contains_key("x-secret") && !h.contains_key("keep-alive"));
         assert!(!h.contains_key("proxy-authorization"));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");

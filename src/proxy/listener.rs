@@ -30,10 +30,7 @@ pub struct Limits {
 
 impl From<&ListenerSettings> for Limits {
     fn from(l: &ListenerSettings) -> Self {
-        Limits {
-            header_read_timeout: l.header_read_timeout,
-            max_header_bytes: l.max_header_bytes,
-        }
+        Limits { header_read_timeout: l.header_read_timeout, max_header_bytes: l.max_header_bytes }
     }
 }
 
@@ -49,9 +46,7 @@ fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
         .max_buf_size((limits.max_header_bytes + 16 * 1024).max(8192));
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(
-            u32::try_from(limits.max_header_bytes + 16 * 1024).unwrap_or(u32::MAX),
-        )
+        .max_header_list_size(u32::try_from(limits.max_header_bytes + 16 * 1024).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)));
     b
 }
@@ -86,17 +81,10 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let ctx = ConnContext {
             routes: Arc::clone(&routes),
-            client_ip: HeaderValue::from_str(&peer.ip().to_string())
-                .expect("an IP is a header value"),
+            client_ip: HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a header value"),
             peer,
         };
-        connections.spawn(serve_connection(
-            stream,
-            peer,
-            ctx,
-            Arc::clone(&builder),
-            drain.clone(),
-        ));
+        connections.spawn(serve_connection(stream, peer, ctx, Arc::clone(&builder), drain.clone()));
     }
 }
 

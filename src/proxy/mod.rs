@@ -7,6 +7,7 @@ pub mod forward;
 pub mod listener;
 pub mod route;
 pub mod router;
+pub mod state;
 pub mod table;
 
 pub use route::HttpService;

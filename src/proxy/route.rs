@@ -20,6 +20,7 @@ use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
 use super::cluster::Cluster;
+use super::state::StateStore;
 use crate::body::Body;
 use crate::config::settings::RouteSettings;
 use crate::error::BoxError;
@@ -56,6 +57,7 @@ impl Route {
         settings: RouteSettings,
         clusters: &HashMap<String, Arc<Cluster>>,
         metrics: &Metrics,
+        state: &StateStore,
     ) -> Route {
         let targets: Vec<Target> = settings
             .targets
@@ -65,17 +67,13 @@ impl Route {
                 Target {
                     cluster: name.clone(),
                     weight: *weight,
-                    service: stack(&settings, cluster),
+                    service: stack(&settings, cluster, metrics, state),
                     metrics: RouteMetrics::new(metrics, listener, &settings.name, name),
                 }
             })
             .collect();
         let total_weight = targets.iter().map(|t| t.weight).sum();
-        Route {
-            settings,
-            targets,
-            total_weight,
-        }
+        Route { settings, targets, total_weight }
     }
 
     /// The route's name.
@@ -99,9 +97,17 @@ impl Route {
     }
 }
 
-fn stack(route: &RouteSettings, cluster: &Cluster) -> HttpService {
+/// The stack for one (route, cluster). Layers listed outermost first.
+fn stack(route: &RouteSettings, cluster: &Cluster, _metrics: &Metrics, _state: &StateStore) -> HttpService {
+    let per_try = route.retry.as_ref().and_then(|r| r.per_try_timeout);
     let svc = ServiceBuilder::new()
+        // Whole request, every retry included.
         .option_layer(route.timeout.map(TimeoutLayer::new))
+        // [bulkhead: route scope, then cluster scope]
+        // [retry]
+        // [circuit breaker: route scope, then cluster scope]
+        // One try.
+        .option_layer(per_try.map(TimeoutLayer::new))
         .service(cluster.endpoint_service());
     BoxCloneSyncService::new(svc)
 }

@@ -76,8 +76,7 @@ impl PartialEq for PathMatch {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (PathMatch::Any, PathMatch::Any) => true,
-            (PathMatch::Exact(a), PathMatch::Exact(b))
-            | (PathMatch::Prefix(a), PathMatch::Prefix(b)) => a == b,
+            (PathMatch::Exact(a), PathMatch::Exact(b)) | (PathMatch::Prefix(a), PathMatch::Prefix(b)) => a == b,
             (PathMatch::Regex(a), PathMatch::Regex(b)) => a.as_str() == b.as_str(),
             _ => false,
         }
@@ -107,18 +106,13 @@ impl RouteMatch {
                 return false;
             }
         }
-        self.headers
-            .iter()
-            .all(|(n, v)| req.headers().get_all(n).iter().any(|x| x == v))
+        self.headers.iter().all(|(n, v)| req.headers().get_all(n).iter().any(|x| x == v))
     }
 }
 
 /// The request's host: the Host header, else the URI authority (HTTP/2).
 pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())
+    req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host())
 }
 
 /// Routes in match order.
@@ -134,10 +128,7 @@ impl<R> Router<R> {
 
     /// The first route whose rules hold.
     pub fn route<B>(&self, req: &Request<B>) -> Option<&R> {
-        self.routes
-            .iter()
-            .find(|(m, _)| m.matches(req))
-            .map(|(_, r)| r)
+        self.routes.iter().find(|(m, _)| m.matches(req)).map(|(_, r)| r)
     }
 
     /// All routes, in order.
@@ -151,37 +142,22 @@ mod tests {
     use super::*;
 
     fn req(host: &str, path: &str) -> Request<()> {
-        Request::builder()
-            .uri(path)
-            .header("host", host)
-            .body(())
-            .unwrap()
+        Request::builder().uri(path).header("host", host).body(()).unwrap()
     }
 
     fn any() -> RouteMatch {
-        RouteMatch {
-            host: None,
-            path: PathMatch::Any,
-            methods: None,
-            headers: vec![],
-        }
+        RouteMatch { host: None, path: PathMatch::Any, methods: None, headers: vec![] }
     }
 
     /// Host rules ignore the port and case; wildcards need a label before
     /// the suffix.
     #[test]
     fn host_rules() {
-        let exact = RouteMatch {
-            host: Some(HostMatch::parse("orders")),
-            ..any()
-        };
+        let exact = RouteMatch { host: Some(HostMatch::parse("orders")), ..any() };
         assert!(exact.matches(&req("orders:8080", "/")));
         assert!(exact.matches(&req("ORDERS", "/")));
         assert!(!exact.matches(&req("orders.x", "/")));
-        let wild = RouteMatch {
-            host: Some(HostMatch::parse("*.example.com")),
-            ..any()
-        };
+        let wild = RouteMatch { host: Some(HostMatch::parse("*.example.com")), ..any() };
         assert!(wild.matches(&req("a.example.com:80", "/")));
         assert!(!wild.matches(&req("example.com", "/")));
     }
@@ -190,13 +166,7 @@ mod tests {
     #[test]
     fn first_match_wins() {
         let r = Router::new(vec![
-            (
-                RouteMatch {
-                    path: PathMatch::Prefix("/api/".into()),
-                    ..any()
-                },
-                "api",
-            ),
+            (RouteMatch { path: PathMatch::Prefix("/api/".into()), ..any() }, "api"),
             (any(), "fallback"),
         ]);
         assert_eq!(r.route(&req("x", "/api/v1")), Some(&"api"));

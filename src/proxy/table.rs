@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::cluster::Cluster;
 use super::route::Route;
 use super::router::Router;
+use super::state::StateStore;
 use crate::config::settings::{ListenerSettings, Settings};
 use crate::error::BoxError;
 use crate::metrics::{Metrics, RouteMetrics};
@@ -28,18 +29,13 @@ pub type Clusters = HashMap<String, Arc<Cluster>>;
 
 /// Builds the clusters of `settings`, keeping each old cluster (and so its
 /// endpoint health, pool and discovery) whose settings did not change.
-pub fn build_clusters(
-    settings: &Settings,
-    old: &Clusters,
-    metrics: &Metrics,
-) -> Result<Clusters, BoxError> {
+pub fn build_clusters(settings: &Settings, old: &Clusters, metrics: &Metrics) -> Result<Clusters, BoxError> {
     let base = settings.path.as_deref().and_then(|p| p.parent());
     let mut out = HashMap::new();
     for c in &settings.clusters {
         let cluster = match old.get(&c.name) {
             Some(prev) if prev.settings == *c => Arc::clone(prev),
-            _ => Cluster::start(c.clone(), metrics, base)
-                .map_err(|e| format!("cluster {:?}: {e}", c.name))?,
+            _ => Cluster::start(c.clone(), metrics, base).map_err(|e| format!("cluster {:?}: {e}", c.name))?,
         };
         out.insert(c.name.clone(), cluster);
     }
@@ -51,16 +47,12 @@ pub fn build_listener(
     l: &ListenerSettings,
     clusters: &Clusters,
     metrics: &Metrics,
+    state: &StateStore,
 ) -> ListenerRoutes {
     let routes = l
         .routes
         .iter()
-        .map(|r| {
-            (
-                r.matcher.clone(),
-                Route::build(&l.name, r.clone(), clusters, metrics),
-            )
-        })
+        .map(|r| (r.matcher.clone(), Route::build(&l.name, r.clone(), clusters, metrics, state)))
         .collect();
     ListenerRoutes {
         name: l.name.clone(),

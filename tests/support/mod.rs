@@ -28,13 +28,10 @@ impl TestProxy {
     /// Starts the proxy from YAML. Listener addresses should be
     /// 127.0.0.1:0; the admin address defaults to 127.0.0.1:0 here.
     pub async fn start(yaml: &str) -> TestProxy {
-        let yaml = if yaml.contains("admin:") {
-            yaml.to_owned()
-        } else {
-            format!("admin: {{address: 127.0.0.1:0}}\n{yaml}")
-        };
-        let settings = outrigger::config::parse(&yaml, "test.yaml")
-            .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let yaml =
+            if yaml.contains("admin:") { yaml.to_owned() } else { format!("admin: {{address: 127.0.0.1:0}}\n{yaml}") };
+        let settings =
+            outrigger::config::parse(&yaml, "test.yaml").unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let first = settings.listeners[0].name.clone();
         let proxy = Proxy::start(settings).await.expect("proxy starts");
         let addr = proxy.listener_addr(&first).await.expect("listener bound");
@@ -44,8 +41,7 @@ impl TestProxy {
 
     /// Starts the proxy from a file (so reload has something to read).
     pub async fn start_file(path: &std::path::Path) -> TestProxy {
-        let settings =
-            outrigger::config::load(path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let settings = outrigger::config::load(path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let first = settings.listeners[0].name.clone();
         let proxy = Proxy::start(settings).await.expect("proxy starts");
         let addr = proxy.listener_addr(&first).await.expect("listener bound");
@@ -60,9 +56,7 @@ impl TestProxy {
 
     /// The admin server's text for `path`.
     pub async fn admin_get(&self, path: &str) -> (StatusCode, String) {
-        let r = client()
-            .get(&format!("http://{}{}", self.admin, path))
-            .await;
+        let r = client().get(&format!("http://{}{}", self.admin, path)).await;
         (r.status, r.text())
     }
 
@@ -90,13 +84,7 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
 
 fn split_series(s: &str) -> (&str, Vec<&str>) {
     match s.find('{') {
-        Some(i) => (
-            &s[..i],
-            s[i + 1..s.len() - 1]
-                .split(',')
-                .filter(|x| !x.is_empty())
-                .collect(),
-        ),
+        Some(i) => (&s[..i], s[i + 1..s.len() - 1].split(',').filter(|x| !x.is_empty()).collect()),
         None => (s, vec![]),
     }
 }
@@ -124,24 +112,17 @@ pub struct TestClient {
 }
 
 pub fn client() -> TestClient {
-    TestClient {
-        inner: Client::builder(TokioExecutor::new()).build_http(),
-    }
+    TestClient { inner: Client::builder(TokioExecutor::new()).build_http() }
 }
 
 /// An HTTP/2 prior-knowledge client.
 pub fn h2_client() -> TestClient {
-    TestClient {
-        inner: Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build_http(),
-    }
+    TestClient { inner: Client::builder(TokioExecutor::new()).http2_only(true).build_http() }
 }
 
 impl TestClient {
     pub async fn get(&self, url: &str) -> Reply {
-        self.send(Request::get(url).body(Full::default()).unwrap())
-            .await
+        self.send(Request::get(url).body(Full::default()).unwrap()).await
     }
 
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
@@ -149,18 +130,10 @@ impl TestClient {
     }
 
     pub async fn try_send(&self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
-        let resp = self
-            .inner
-            .request(req)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+        let resp = self.inner.request(req).await.map_err(|e| format!("{e:?}"))?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        Ok(Reply { status: parts.status, headers: parts.headers, body })
     }
 }
 

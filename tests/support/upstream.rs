@@ -133,21 +133,12 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn serve(
-    st: Arc<State>,
-    addr: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, std::io::Error> {
+async fn serve(st: Arc<State>, addr: SocketAddr, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
     st.hits.fetch_add(1, Ordering::SeqCst);
     let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     st.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let _guard = InFlight(&st);
-    let fault = st
-        .plan
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or_else(|| st.default.lock().unwrap().clone());
+    let fault = st.plan.lock().unwrap().pop_front().unwrap_or_else(|| st.default.lock().unwrap().clone());
     *st.last_headers.lock().unwrap() = Some(req.headers().clone());
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -178,17 +169,13 @@ async fn serve(
         Fault::RetryAfter(s, secs) => {
             let mut r = Response::new(Body::from("retry later\n"));
             *r.status_mut() = http::StatusCode::from_u16(s).unwrap();
-            r.headers_mut()
-                .insert("retry-after", secs.to_string().parse().unwrap());
+            r.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
             return Ok(r);
         }
     };
     if path == "/download" {
         // /download?bytes=N streams N bytes in 64 KiB chunks.
-        let n: u64 = query
-            .strip_prefix("bytes=")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let n: u64 = query.strip_prefix("bytes=").and_then(|v| v.parse().ok()).unwrap_or(0);
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
         let stream = futures_util::stream::unfold(n, move |left| {
             let chunk = chunk.clone();
@@ -197,23 +184,17 @@ async fn serve(
                     return None;
                 }
                 let take = left.min(chunk.len() as u64);
-                Some((
-                    Ok::<_, Infallible>(Frame::data(chunk.slice(..take as usize))),
-                    left - take,
-                ))
+                Some((Ok::<_, Infallible>(Frame::data(chunk.slice(..take as usize))), left - take))
             }
         });
         let mut r = Response::new(Body::boxed(StreamBody::new(stream)));
-        r.headers_mut()
-            .insert("x-upstream", addr.to_string().parse().unwrap());
+        r.headers_mut().insert("x-upstream", addr.to_string().parse().unwrap());
         return Ok(r);
     }
     let text = format!("{addr} {path} received={received}\n");
     let mut r = Response::new(Body::boxed(Full::new(Bytes::from(text))));
     *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-    r.headers_mut()
-        .insert("x-upstream", addr.to_string().parse().unwrap());
-    r.headers_mut()
-        .insert("x-received-bytes", received.to_string().parse().unwrap());
+    r.headers_mut().insert("x-upstream", addr.to_string().parse().unwrap());
+    r.headers_mut().insert("x-received-bytes", received.to_string().parse().unwrap());
     Ok(r)
 }

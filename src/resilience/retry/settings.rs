@@ -67,10 +67,6 @@ pub struct BudgetSettings {
 
 impl Default for BudgetSettings {
     fn default() -> Self {
-        BudgetSettings {
-            ratio: 0.2,
-            min_per_second: 10,
-            window: Duration::from_secs(10),
-        }
+        BudgetSettings { ratio: 0.2, min_per_second: 10, window: Duration::from_secs(10) }
     }
 }

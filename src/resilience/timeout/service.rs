@@ -36,10 +36,7 @@ where
     }
 
     fn call(&mut self, req: R) -> Self::Future {
-        TimeoutFuture {
-            inner: self.inner.call(req),
-            sleep: tokio::time::sleep(self.timeout),
-        }
+        TimeoutFuture { inner: self.inner.call(req), sleep: tokio::time::sleep(self.timeout) }
     }
 }
 
