@@ -93,12 +93,16 @@ fn run(path: &Path, workers: Option<usize>, demo: bool) -> ExitCode {
         Err(code) => return code,
     };
     let threads = workers.unwrap_or(settings.worker_threads).max(1);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("outrigger")
-        .enable_all()
-        .build()
-    {
+    // One worker: a current-thread runtime, no work-stealing machinery or
+    // cross-thread wakeups (the sidecar's common case). More: multi-thread.
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let rt = match builder.thread_name("outrigger").enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("outrigger: cannot start the runtime: {e}");
