@@ -59,4 +59,24 @@ mod tests {
         let unknown: Result<Response<()>, BoxError> = Err(Box::new(Refusal::NoEndpoints));
         assert_eq!(served_by(&unknown), None);
     }
+
+    /// A response from the cluster's pooled client names the endpoint that
+    /// sent it (the client's connection info), with nothing added per request.
+    #[tokio::test]
+    async fn responses_name_their_endpoint() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf).await;
+            conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+        });
+        let client =
+            crate::upstream::client(std::time::Duration::from_secs(1), crate::config::settings::Protocol::Http1);
+        let req = http::Request::get(format!("http://{addr}/")).body(crate::body::Body::empty()).unwrap();
+        let result = client.request(req).await.map_err(BoxError::from);
+        assert_eq!(served_by(&result), Some(addr));
+    }
 }

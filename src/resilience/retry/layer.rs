@@ -1,3 +1,6 @@
+//! Settings -> layer: the policy, the route's budget from the state store,
+//! metric handles bound once per (route, cluster).
+
 use std::sync::Arc;
 
 use super::budget::Budget;
@@ -62,5 +65,39 @@ impl<S> tower::Layer<S> for RetryLayer {
 
     fn layer(&self, inner: S) -> Retry<S> {
         Retry::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resilience::retry::{test_settings, BudgetSettings};
+
+    fn budget_of(layer: &RetryLayer) -> Arc<Budget> {
+        Arc::clone(layer.shared.budget.as_ref().expect("a budget"))
+    }
+
+    /// A route's budget outlives a rebuild (a reload) while its settings
+    /// hold, is shared by the route's clusters, and starts afresh when they
+    /// change. One try in all means no layer.
+    #[test]
+    fn budget_is_the_routes_and_survives_rebuilds() {
+        let (metrics, state) = (Metrics::unregistered(), StateStore::default());
+        let settings = test_settings();
+        let build = |cluster: &str, s: &RetrySettings| RetryLayer::for_route("r", cluster, Some(s), &metrics, &state);
+        let first = build("a", &settings).unwrap();
+        let rebuilt = build("a", &settings).unwrap();
+        let other_cluster = build("b", &settings).unwrap();
+        assert!(Arc::ptr_eq(&budget_of(&first), &budget_of(&rebuilt)));
+        assert!(Arc::ptr_eq(&budget_of(&first), &budget_of(&other_cluster)));
+
+        let mut changed = settings.clone();
+        changed.budget = Some(BudgetSettings { ratio: 0.5, ..Default::default() });
+        assert!(!Arc::ptr_eq(&budget_of(&first), &budget_of(&build("a", &changed).unwrap())));
+
+        changed.budget = None;
+        assert!(build("a", &changed).unwrap().shared.budget.is_none());
+        assert!(build("a", &RetrySettings { attempts: 1, ..settings }).is_none());
+        assert!(RetryLayer::for_route("r", "a", None, &metrics, &state).is_none());
     }
 }

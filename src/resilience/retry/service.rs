@@ -20,7 +20,9 @@ pub(super) struct Shared {
     pub(super) policy: Policy,
     /// The route's budget (shared by its clusters); `None` when disabled.
     pub(super) budget: Option<Arc<Budget>>,
-    /// The route timeout, measured from when a request reaches this layer.
+    /// The route timeout, measured from when a request reaches this layer
+    /// (after any bulkhead queue, so a little late; the outer timeout
+    /// still cuts the request at the true deadline).
     pub(super) route_timeout: Option<Duration>,
     /// `outrigger_retries_total{route,cluster}`
     pub(super) retries: IntCounter,
