@@ -5,6 +5,7 @@
 //! endpoints that remain. Selection reads the current set without locks.
 
 pub mod endpoint;
+mod served_by;
 pub mod service;
 pub mod settings;
 
@@ -20,6 +21,7 @@ use crate::body::Body;
 use crate::discovery::EndpointSpec;
 use crate::error::Outcome;
 pub use endpoint::Endpoint;
+pub use served_by::{served_by, EndpointError};
 use settings::LbPolicy;
 
 /// A request extension the retry layer sets on a retried request: the

@@ -71,13 +71,17 @@ impl tower::Service<Request<Body>> for Balance {
         *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
         *req.version_mut() = self.version;
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
+        let address = endpoint.address;
         let in_flight = InFlight::new(endpoint);
         let start = Instant::now();
         let fut = self.client.request(req);
         let balancer = Arc::clone(&self.balancer);
         let attempts = Arc::clone(&self.attempts);
         Box::pin(async move {
-            let result = fut.await.map(|resp| resp.map(Body::from)).map_err(BoxError::from);
+            let result = fut
+                .await
+                .map(|resp| resp.map(Body::from))
+                .map_err(|e| BoxError::from(super::EndpointError { endpoint: address, source: e.into() }));
             let outcome = outcome(&result);
             match outcome {
                 Outcome::Failure => attempts.failure.inc(),

@@ -104,7 +104,14 @@ fn stack(route: &RouteSettings, cluster: &Cluster, _metrics: &Metrics, _state: &
         // Whole request, every retry included.
         .option_layer(route.timeout.map(TimeoutLayer::new))
         // [bulkhead: route scope, then cluster scope]
-        // [retry]
+        // Tries again as the route's policy and budget allow (absent: no retries).
+        .option_layer(crate::resilience::retry::RetryLayer::for_route(
+            &route.name,
+            &cluster.settings.name,
+            route.retry.as_ref(),
+            _metrics,
+            _state,
+        ))
         // [circuit breaker: route scope, then cluster scope]
         // One try.
         .option_layer(per_try.map(TimeoutLayer::new))

@@ -1,0 +1,233 @@
+//! The response future of [`Retry`](super::Retry): a small state machine
+//! (read the body, call, wait, call again) written out by hand so a request
+//! costs no allocation beyond its kept head and body.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use super::budget::Budget;
+use super::policy::Decision;
+use super::replay::{Buffering, Replay};
+use super::service::Shared;
+use crate::balance::{served_by, AvoidEndpoint};
+use crate::body::Body;
+use crate::error::{BoxError, Refusal, ATTEMPTS_HEADER, ERROR_HEADER};
+
+const ATTEMPTS: HeaderName = HeaderName::from_static(ATTEMPTS_HEADER);
+const ERROR: HeaderName = HeaderName::from_static(ERROR_HEADER);
+
+pin_project! {
+    /// The response future of [`Retry`](super::Retry).
+    pub struct ResponseFuture<S, F> {
+        // The try in flight, if any.
+        #[pin]
+        fut: Option<F>,
+        // The backoff being waited out, if any.
+        #[pin]
+        sleep: Option<Sleep>,
+        // `None`: not retryable (method, or a body too large to keep), one try.
+        attempts: Option<Attempts<S>>,
+    }
+}
+
+impl<S, F> ResponseFuture<S, F> {
+    /// The one try of a request that is not retried.
+    pub(super) fn once(fut: F) -> Self {
+        ResponseFuture { fut: Some(fut), sleep: None, attempts: None }
+    }
+
+    /// A retryable request; `fut` is its first try unless the body must be
+    /// read first.
+    pub(super) fn retrying(fut: Option<F>, attempts: Attempts<S>) -> Self {
+        ResponseFuture { fut, sleep: None, attempts: Some(attempts) }
+    }
+}
+
+/// One retryable request's progress.
+pub(super) struct Attempts<S> {
+    /// The service for the next try (polled ready before each retry).
+    svc: S,
+    shared: Arc<Shared>,
+    phase: Phase,
+    /// The request head, cloned for each try; moved into the last one.
+    parts: Option<Parts>,
+    /// The body every try sends; `None` once it is known not to replay.
+    body: Option<Bytes>,
+    /// Tries sent so far.
+    tries: u32,
+    /// The route deadline: no retry waits past it.
+    deadline: Option<Instant>,
+    /// The endpoint the last try failed on, for the next try to avoid.
+    avoid: Option<SocketAddr>,
+}
+
+/// Where a retryable request is.
+pub(super) enum Phase {
+    /// Reading the body before the first try (the service is ready).
+    Buffering(Buffering),
+    /// Waiting for the service to be ready for a retry.
+    Ready,
+    /// A try is in flight.
+    Calling,
+    /// Waiting out a backoff.
+    Backoff,
+}
+
+impl<S> Attempts<S> {
+    pub(super) fn new(svc: S, shared: Arc<Shared>, parts: Parts, body: Option<Bytes>, phase: Phase) -> Self {
+        let deadline = shared.route_timeout.map(|t| Instant::now() + t);
+        Attempts { svc, shared, phase, parts: Some(parts), body, tries: 0, deadline, avoid: None }
+    }
+
+    /// The request for the next try: the kept head (the last try takes it)
+    /// and the kept body, steered away from the endpoint that just failed.
+    pub(super) fn next_request(&mut self) -> Request<Body> {
+        let last = self.tries + 1 >= self.shared.policy.attempts();
+        let parts = if last { self.parts.take() } else { self.parts.clone() };
+        let parts = parts.expect("a try is sent only while the head is kept");
+        let mut req = Request::from_parts(parts, Body::from(self.body.clone().unwrap_or_default()));
+        if self.tries > 0 {
+            self.shared.retries.inc();
+            if let Some(addr) = self.avoid {
+                req.extensions_mut().insert(AvoidEndpoint(addr));
+            }
+            tracing::debug!(route = %self.shared.route, attempt = self.tries + 1, avoid = ?self.avoid, "retrying");
+        }
+        self.tries += 1;
+        req
+    }
+
+    /// The first request once the body is read: replayable or not.
+    fn first_request(&mut self, replay: Replay) -> Request<Body> {
+        match replay {
+            Replay::Buffered(bytes) => {
+                self.body = Some(bytes);
+                self.next_request()
+            }
+            Replay::Streamed(body) => {
+                self.tries = 1;
+                let parts = self.parts.take().expect("the head is kept until the first try");
+                Request::from_parts(parts, body)
+            }
+        }
+    }
+
+    fn decide(&self, result: &Result<Response<Body>, BoxError>) -> Decision {
+        if self.body.is_none() || self.parts.is_none() {
+            return Decision::Relay;
+        }
+        let budget = self.shared.budget.as_deref();
+        let mut rng = fastrand::Rng::new();
+        self.shared
+            .policy
+            .decide(result, self.tries, Instant::now(), self.deadline, &mut rng, || budget.is_none_or(Budget::withdraw))
+    }
+
+    /// The final result, marked with the tries it took.
+    fn relay(&self, mut result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
+        if let Ok(resp) = &mut result {
+            if self.tries > 1 {
+                resp.headers_mut().insert(ATTEMPTS, attempts_value(self.tries));
+            }
+        }
+        result
+    }
+
+    /// A retry was due and the budget said no: the upstream's own response
+    /// goes back, marked; a failure with no response becomes the refusal.
+    fn exhausted(&self, result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
+        self.shared.exhausted.inc();
+        tracing::debug!(route = %self.shared.route, tries = self.tries, "retry budget exhausted");
+        match self.relay(result) {
+            Ok(mut resp) => {
+                resp.headers_mut().insert(ERROR, HeaderValue::from_static(Refusal::RetryBudgetExhausted.token()));
+                Ok(resp)
+            }
+            Err(_) => Err(Refusal::RetryBudgetExhausted.into()),
+        }
+    }
+}
+
+/// `x-outrigger-attempts: N`, without formatting the common values.
+fn attempts_value(n: u32) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match SMALL.get(n as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(n),
+    }
+}
+
+impl<S, F, E> Future for ResponseFuture<S, F>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Future = F, Error = E>,
+    F: Future<Output = Result<Response<Body>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut fut = this.fut;
+        let mut sleep = this.sleep;
+        let Some(a) = this.attempts.as_mut() else {
+            let once = fut.as_pin_mut().expect("polled after completion");
+            return once.poll(cx).map_err(Into::into);
+        };
+        loop {
+            match &mut a.phase {
+                Phase::Buffering(body) => {
+                    let replay = match ready!(body.poll(cx)) {
+                        Ok(replay) => replay,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    };
+                    // The service was polled ready before `call`.
+                    let req = a.first_request(replay);
+                    fut.set(Some(a.svc.call(req)));
+                    a.phase = Phase::Calling;
+                }
+                Phase::Ready => {
+                    if let Err(e) = ready!(a.svc.poll_ready(cx)) {
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    let req = a.next_request();
+                    fut.set(Some(a.svc.call(req)));
+                    a.phase = Phase::Calling;
+                }
+                Phase::Calling => {
+                    let pending = fut.as_mut().as_pin_mut().expect("a try is in flight while calling");
+                    let result = ready!(pending.poll(cx)).map_err(Into::into);
+                    fut.set(None);
+                    match a.decide(&result) {
+                        Decision::Relay => return Poll::Ready(a.relay(result)),
+                        Decision::BudgetExhausted => return Poll::Ready(a.exhausted(result)),
+                        Decision::Retry(wait) => {
+                            a.avoid = served_by(&result);
+                            drop(result);
+                            if wait.is_zero() {
+                                a.phase = Phase::Ready;
+                            } else {
+                                sleep.set(Some(tokio::time::sleep(wait)));
+                                a.phase = Phase::Backoff;
+                            }
+                        }
+                    }
+                }
+                Phase::Backoff => {
+                    ready!(sleep.as_mut().as_pin_mut().expect("a backoff is armed while waiting").poll(cx));
+                    sleep.set(None);
+                    a.phase = Phase::Ready;
+                }
+            }
+        }
+    }
+}
