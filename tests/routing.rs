@@ -187,3 +187,25 @@ async fn streams_100mb_each_way() {
     }
     assert_eq!(got, TOTAL);
 }
+
+/// Trailers pass end to end over HTTP/2 (client and upstream both h2).
+#[tokio::test]
+async fn http2_trailers_pass_through() {
+    use http_body_util::BodyExt;
+    let up = Upstream::start_h2().await;
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, protocol: http2, endpoints: [\"{}\"]}}]\n",
+        up.addr
+    ))
+    .await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<outrigger::body::Body>();
+    let resp =
+        client.request(Request::get(p.url("/trailers")).body(outrigger::body::Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers arrive");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(collected.to_bytes(), "with trailers\n");
+}

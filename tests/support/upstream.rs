@@ -173,6 +173,16 @@ async fn serve(st: Arc<State>, addr: SocketAddr, req: Request<Incoming>) -> Resu
             return Ok(r);
         }
     };
+    if path == "/trailers" {
+        // A body followed by trailers (HTTP/2 carries them end to end).
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        let frames = futures_util::stream::iter([
+            Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"with trailers\n"))),
+            Ok(Frame::trailers(trailers)),
+        ]);
+        return Ok(Response::new(Body::boxed(StreamBody::new(frames))));
+    }
     if path == "/download" {
         // /download?bytes=N streams N bytes in 64 KiB chunks.
         let n: u64 = query.strip_prefix("bytes=").and_then(|v| v.parse().ok()).unwrap_or(0);
