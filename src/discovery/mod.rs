@@ -4,7 +4,9 @@
 //! source. A driver task feeds each update into the cluster's balancer;
 //! discovery never touches the routing table.
 
+pub mod file;
 pub mod static_;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -114,12 +116,16 @@ pub trait Discover: Send + Sync + 'static {
 }
 
 /// Makes the source a cluster's settings name.
-pub fn source(
-    settings: &DiscoverySettings,
-    _base_dir: Option<&std::path::Path>,
-) -> Result<Box<dyn Discover>, BoxError> {
+pub fn source(settings: &DiscoverySettings, base_dir: Option<&std::path::Path>) -> Result<Box<dyn Discover>, BoxError> {
     match settings {
         DiscoverySettings::Static(eps) => Ok(Box::new(static_::Static(eps.clone()))),
+        DiscoverySettings::File { path } => {
+            let path = match base_dir {
+                Some(dir) if path.is_relative() => dir.join(path),
+                _ => path.clone(),
+            };
+            Ok(Box::new(file::FileSource { path }))
+        }
         other => Err(format!("discovery source {:?} is not available in this build", other.kind()).into()),
     }
 }
