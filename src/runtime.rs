@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use prometheus::Registry;
@@ -19,6 +20,9 @@ use crate::metrics::Metrics;
 use crate::proxy::listener::{accept_loop, Limits};
 use crate::proxy::state::StateStore;
 use crate::proxy::table::{build_clusters, build_listener, Clusters, ListenerRoutes};
+
+/// The longest a reload waits for new clusters' first discovery answer.
+pub const WARM_UP: Duration = Duration::from_secs(5);
 
 /// A listener that is bound and accepting.
 struct Running {
@@ -73,6 +77,9 @@ impl Proxy {
         });
         proxy.apply_listeners(&settings).await?;
         tokio::spawn(crate::admin::serve(admin, Arc::clone(&proxy), proxy.stop.clone()));
+        if let Some(path) = settings.path.clone() {
+            config::reload::watch_file(&proxy, path, proxy.stop.clone());
+        }
         Ok(proxy)
     }
 
@@ -167,9 +174,23 @@ impl Proxy {
         result
     }
 
-    /// Swaps in a validated config.
+    /// Swaps in a validated config. New clusters warm up first: the swap
+    /// waits (up to [`WARM_UP`]) for their discovery's first answer, so no
+    /// request meets a new cluster with no endpoints yet.
     pub async fn apply(&self, settings: Settings) -> Result<(), BoxError> {
-        let clusters = build_clusters(&settings, &self.clusters.load(), &self.metrics)?;
+        let old = self.clusters.load_full();
+        let clusters = build_clusters(&settings, &old, &self.metrics)?;
+        let warming: Vec<_> = clusters
+            .iter()
+            .filter(|(name, c)| !old.get(*name).is_some_and(|o| Arc::ptr_eq(o, c)))
+            .map(|(_, c)| c.first_answer())
+            .collect();
+        if tokio::time::timeout(WARM_UP, futures_util::future::join_all(warming)).await.is_err() {
+            tracing::warn!(
+                ?WARM_UP,
+                "a new cluster has no endpoints yet; swapping anyway (/ready stays 503 until it has)"
+            );
+        }
         let previous = self.clusters.swap(Arc::new(clusters));
         if let Err(e) = self.apply_listeners(&settings).await {
             self.clusters.store(previous);
