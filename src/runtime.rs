@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, ConfigErrors, Settings};
+use crate::discovery::registration::Registration;
 use crate::error::BoxError;
 use crate::metrics::Metrics;
 use crate::proxy::listener::{accept_loop, Limits};
@@ -51,6 +52,8 @@ pub struct Proxy {
     admin_addr: SocketAddr,
     /// Breakers, bulkheads and budgets kept across reloads.
     pub state: StateStore,
+    /// This proxy's own key in etcd, when `registration:` asks for one.
+    registration: OnceLock<Registration>,
 }
 
 impl Proxy {
@@ -74,9 +77,15 @@ impl Proxy {
             drain: CancellationToken::new(),
             connections: TaskTracker::new(),
             state: StateStore::default(),
+            registration: OnceLock::new(),
         });
         proxy.apply_listeners(&settings).await?;
         tokio::spawn(crate::admin::serve(admin, Arc::clone(&proxy), proxy.stop.clone()));
+        if let Some(r) = settings.registration.clone() {
+            let weak = Arc::downgrade(&proxy);
+            let registration = Registration::start(r, move || weak.upgrade().is_some_and(|p| p.is_ready()));
+            let _ = proxy.registration.set(registration);
+        }
         if let Some(path) = settings.path.clone() {
             config::reload::watch_file(&proxy, path, proxy.stop.clone());
         }
@@ -236,6 +245,10 @@ impl Proxy {
         let timeout = self.settings.load().drain_timeout;
         self.draining.store(true, Ordering::Release);
         tracing::info!(?timeout, "draining");
+        // Callers learn first, so they stop sending while we drain.
+        if let Some(r) = self.registration.get() {
+            r.deregister().await;
+        }
         for r in self.listeners.lock().await.values() {
             r.stop.cancel();
         }

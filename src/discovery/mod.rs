@@ -4,7 +4,9 @@
 //! source. A driver task feeds each update into the cluster's balancer;
 //! discovery never touches the routing table.
 
+pub mod etcd;
 pub mod file;
+pub mod registration;
 pub mod static_;
 pub mod wire;
 
@@ -125,6 +127,9 @@ pub fn source(settings: &DiscoverySettings, base_dir: Option<&std::path::Path>) 
                 _ => path.clone(),
             };
             Ok(Box::new(file::FileSource { path }))
+        }
+        DiscoverySettings::Etcd { endpoints, prefix } => {
+            Ok(Box::new(etcd::EtcdSource { endpoints: endpoints.clone(), prefix: prefix.clone() }))
         }
         other => Err(format!("discovery source {:?} is not available in this build", other.kind()).into()),
     }
