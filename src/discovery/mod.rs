@@ -4,6 +4,7 @@
 //! source. A driver task feeds each update into the cluster's balancer;
 //! discovery never touches the routing table.
 
+pub mod dns;
 pub mod etcd;
 pub mod file;
 pub mod registration;
@@ -127,6 +128,15 @@ pub fn source(settings: &DiscoverySettings, base_dir: Option<&std::path::Path>) 
                 _ => path.clone(),
             };
             Ok(Box::new(file::FileSource { path }))
+        }
+        DiscoverySettings::Dns { name, port, srv, servers, min_ttl, max_ttl } => {
+            let target = match (srv, port) {
+                (true, _) => dns::Target::Srv(name.clone()),
+                (false, Some(port)) => dns::Target::Host { name: name.clone(), port: *port },
+                (false, None) => return Err("dns discovery needs a port for A/AAAA lookups".into()),
+            };
+            let (servers, min_ttl, max_ttl) = (servers.clone(), *min_ttl, *max_ttl);
+            Ok(Box::new(dns::DnsSource { target, servers, min_ttl, max_ttl }))
         }
         DiscoverySettings::Etcd { endpoints, prefix } => {
             Ok(Box::new(etcd::EtcdSource { endpoints: endpoints.clone(), prefix: prefix.clone() }))

@@ -2,6 +2,7 @@
 //! the proxy started in-process from a YAML string, and a client.
 #![allow(dead_code, unused_imports)]
 
+pub mod dnsmasq;
 pub mod etcd;
 pub mod upstream;
 pub mod wait;
