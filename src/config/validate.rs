@@ -580,7 +580,13 @@ fn discovery(cx: &mut Ctx, p: &str, name: &str, d: &RawDiscovery) -> Option<Disc
                 Err(_) => PortRef::Name(s.clone()),
             },
         };
+        if let Some(url) = &k.api_server {
+            if !url.parse::<http::Uri>().is_ok_and(|u| u.scheme().is_some() && u.host().is_some()) {
+                cx.err(&format!("{p}.kubernetes.api_server"), format!("{url:?} is not a URL (http(s)://HOST:PORT)"));
+            }
+        }
         return Some(DiscoverySettings::Kubernetes {
+            api_server: k.api_server.clone(),
             service: k.service.clone(),
             namespace: k.namespace.clone().unwrap_or_else(|| "default".into()),
             port,

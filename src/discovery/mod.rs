@@ -7,6 +7,7 @@
 pub mod dns;
 pub mod etcd;
 pub mod file;
+pub mod kubernetes;
 pub mod registration;
 pub mod static_;
 pub mod wire;
@@ -84,6 +85,8 @@ pub enum DiscoverySettings {
         port: PortRef,
         /// Use terminating-but-serving endpoints.
         include_terminating: bool,
+        /// API server URL; `None`: in-cluster, else kubeconfig.
+        api_server: Option<String>,
     },
     /// etcd keys.
     Etcd {
@@ -138,9 +141,17 @@ pub fn source(settings: &DiscoverySettings, base_dir: Option<&std::path::Path>) 
             let (servers, min_ttl, max_ttl) = (servers.clone(), *min_ttl, *max_ttl);
             Ok(Box::new(dns::DnsSource { target, servers, min_ttl, max_ttl }))
         }
+        DiscoverySettings::Kubernetes { service, namespace, port, include_terminating, api_server } => {
+            Ok(Box::new(kubernetes::EndpointSlices {
+                service: service.clone(),
+                namespace: namespace.clone(),
+                port: port.clone(),
+                include_terminating: *include_terminating,
+                api_server: api_server.clone(),
+            }))
+        }
         DiscoverySettings::Etcd { endpoints, prefix } => {
             Ok(Box::new(etcd::EtcdSource { endpoints: endpoints.clone(), prefix: prefix.clone() }))
         }
-        other => Err(format!("discovery source {:?} is not available in this build", other.kind()).into()),
     }
 }
