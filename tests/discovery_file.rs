@@ -77,3 +77,21 @@ fn publish(dir: &Path, version: &str, content: &str) {
         std::fs::remove_dir_all(dir.join(old)).unwrap();
     }
 }
+
+/// A file missing at start: the cluster has no first answer, so /ready is
+/// 503 and requests get `no-endpoints`; once the file appears, both clear.
+#[tokio::test]
+async fn a_missing_file_keeps_ready_503_until_it_appears() {
+    let a = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = proxy_reading(dir.path(), "eps.yaml").await;
+    let errors = "outrigger_discovery_updates_total{cluster=\"c\",result=\"error\"}";
+    eventually(FOLLOW, "the missing file is counted", || async { p.metric(errors).await == 1.0 }).await;
+    assert_eq!(p.admin_get("/ready").await.0, 503);
+    let r = client().get(&p.url("/")).await;
+    assert_eq!((r.status.as_u16(), r.header("x-outrigger-error")), (503, Some("no-endpoints")));
+
+    std::fs::write(dir.path().join("eps.yaml"), format!("- {}\n", a.addr)).unwrap();
+    traffic_moves_to(&p, a.addr, FOLLOW).await;
+    assert_eq!(p.admin_get("/ready").await.0, 200);
+}

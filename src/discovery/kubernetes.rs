@@ -59,8 +59,7 @@ struct State {
 
 impl Discover for EndpointSlices {
     fn updates(&self) -> BoxStream<'static, Update> {
-        let state =
-            State { source: self.clone(), events: None, slices: BTreeMap::new(), relisting: None, last: None };
+        let state = State { source: self.clone(), events: None, slices: BTreeMap::new(), relisting: None, last: None };
         stream::unfold(state, next).boxed()
     }
 }
@@ -80,6 +79,11 @@ async fn next(mut st: State) -> Option<(Update, State)> {
         };
         match events.next().await {
             None => st.events = None,
+            // 410 Gone: the watch fell behind; the watcher relists. Routine,
+            // not a failure.
+            Some(Err(watcher::Error::WatchError(e))) if e.code == 410 => {
+                tracing::debug!(service = %st.source.service, "kubernetes: watch expired; relisting");
+            }
             Some(Err(e)) => {
                 let e = format!("kubernetes {}/{}: {e}", st.source.namespace, st.source.service);
                 return Some((Err(e.into()), st));

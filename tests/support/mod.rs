@@ -4,6 +4,7 @@
 
 pub mod dnsmasq;
 pub mod etcd;
+pub mod kube_api;
 pub mod upstream;
 pub mod wait;
 
