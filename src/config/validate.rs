@@ -554,6 +554,9 @@ fn discovery(cx: &mut Ctx, p: &str, name: &str, d: &RawDiscovery) -> Option<Disc
             .collect();
         let min_ttl = cx.positive(&format!("{dp}.min_ttl"), dns.min_ttl, Duration::from_secs(1));
         let max_ttl = cx.positive(&format!("{dp}.max_ttl"), dns.max_ttl, Duration::from_secs(60));
+        if max_ttl < min_ttl {
+            cx.err(&format!("{dp}.max_ttl"), format!("max_ttl ({max_ttl:?}) is below min_ttl ({min_ttl:?})"));
+        }
         return match (&dns.name, dns.port, &dns.srv) {
             (Some(n), Some(port), None) => Some(DiscoverySettings::Dns {
                 name: n.clone(),

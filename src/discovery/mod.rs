@@ -155,3 +155,39 @@ pub fn source(settings: &DiscoverySettings, base_dir: Option<&std::path::Path>) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    fn cluster(discovery: &str) -> String {
+        format!("listeners: []\nclusters:\n  - name: c\n    discovery: {discovery}\n")
+    }
+
+    /// Discovery blocks that cannot work are refused at their place.
+    #[test]
+    fn bad_discovery_blocks_are_refused_with_positions() {
+        let errs =
+            parse(&cluster("{kubernetes: {service: s, port: 80, api_server: not a url}}"), "x.yaml").unwrap_err();
+        assert!(errs.to_string().starts_with("x.yaml:4:") && errs.to_string().contains("is not a URL"), "{errs}");
+        let errs = parse(&cluster("{dns: {name: n, port: 80, min_ttl: 10s, max_ttl: 1s}}"), "x.yaml").unwrap_err();
+        assert!(errs.to_string().contains("below min_ttl"), "{errs}");
+        let errs = parse(&cluster("{dns: {name: n}}"), "x.yaml").unwrap_err();
+        assert!(errs.to_string().contains("{name, port} or {srv}"), "{errs}");
+    }
+
+    /// Every source builds from valid settings (no I/O happens until its
+    /// stream is polled).
+    #[test]
+    fn every_source_builds() {
+        for d in [
+            "{file: {path: eps.yaml}}",
+            "{dns: {srv: _http._tcp.x, servers: [\"127.0.0.1:53\"]}}",
+            "{kubernetes: {service: s, port: http, api_server: \"http://127.0.0.1:1\"}}",
+            "{etcd: {endpoints: [\"http://127.0.0.1:1\"], prefix: /p/}}",
+        ] {
+            let s = parse(&cluster(d), "x.yaml").unwrap_or_else(|e| panic!("{d}: {e}"));
+            assert!(super::source(&s.clusters[0].discovery, None).is_ok(), "{d}");
+        }
+    }
+}
