@@ -3,6 +3,19 @@
 //! One trait, [`Discover`]: a stream of endpoint-set updates. One file per
 //! source. A driver task feeds each update into the cluster's balancer;
 //! discovery never touches the routing table.
+//!
+//! Why whole sets and not add/remove events: every registry here can
+//! lose events (a dropped watch, a missed inotify, DNS has none), and each
+//! source recovers by re-reading everything; a whole set makes that
+//! recovery the normal path. A source reports an error instead of a set
+//! when it cannot answer; the driver then keeps the last good set. Sources
+//! report only changed sets, so a quiet registry costs no rebalancing.
+//!
+//! - `static_`: the config's list. `file`: a watched YAML/JSON file.
+//! - `dns`: A/AAAA or SRV, re-resolved at the TTL. `kubernetes`:
+//!   EndpointSlices, watched. `etcd`: keys under a prefix, watched.
+//! - `wire`: the endpoint shapes files and etcd values share.
+//! - `registration`: this proxy's own key in etcd, under a lease.
 
 pub mod dns;
 pub mod etcd;
