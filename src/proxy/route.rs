@@ -20,11 +20,12 @@ use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
 use super::cluster::Cluster;
-use super::state::StateStore;
+use super::state::{Scope, StateStore};
 use crate::body::Body;
 use crate::config::settings::RouteSettings;
 use crate::error::BoxError;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerSettings};
 use crate::resilience::timeout::TimeoutLayer;
 
 /// The type every stack is erased to at a module boundary.
@@ -112,9 +113,32 @@ fn stack(route: &RouteSettings, cluster: &Cluster, _metrics: &Metrics, _state: &
             _metrics,
             _state,
         ))
-        // [circuit breaker: route scope, then cluster scope]
+        // Fails fast while open; sees every try.
+        .option_layer(breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), _metrics, _state))
+        .option_layer(breaker(
+            Scope::Cluster,
+            &cluster.settings.name,
+            cluster.settings.circuit_breaker.as_ref(),
+            _metrics,
+            _state,
+        ))
         // One try.
         .option_layer(per_try.map(TimeoutLayer::new))
         .service(cluster.endpoint_service());
     BoxCloneSyncService::new(svc)
+}
+
+/// The breaker of `(scope, name)`, kept across reloads while its settings
+/// hold.
+fn breaker(
+    scope: Scope,
+    name: &str,
+    settings: Option<&CircuitBreakerSettings>,
+    metrics: &Metrics,
+    state: &StateStore,
+) -> Option<CircuitBreakerLayer> {
+    let s = settings?;
+    let b =
+        state.get_or_make("circuit_breaker", scope, name, s, || CircuitBreaker::new(s.clone(), scope, name, metrics));
+    Some(CircuitBreakerLayer::new(b))
 }
