@@ -5,7 +5,33 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
+use crate::proxy::state::Scope;
+use crate::resilience::bulkhead::Bulkhead;
+use crate::resilience::circuit_breaker::CircuitBreaker;
 use crate::runtime::Proxy;
+
+fn breaker_json(b: &CircuitBreaker) -> Value {
+    let open_for_ms =
+        b.open_until().map(|u| u.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64);
+    json!({ "state": b.state().name(), "open_for_ms": open_for_ms })
+}
+
+/// The breaker and bulkhead of `(scope, name)`, as JSON (null when none).
+fn resilience(proxy: &Proxy, scope: Scope, name: &str) -> (Value, Value) {
+    let breaker = proxy
+        .state
+        .all::<CircuitBreaker>("circuit_breaker")
+        .into_iter()
+        .find(|(s, n, _)| *s == scope && n == name)
+        .map_or(Value::Null, |(_, _, b)| breaker_json(&b));
+    let bulkhead = proxy
+        .state
+        .all::<Bulkhead>("bulkhead")
+        .into_iter()
+        .find(|(s, n, _)| *s == scope && n == name)
+        .map_or(Value::Null, |(_, _, b)| json!(b.view()));
+    (breaker, bulkhead)
+}
 
 /// Builds the JSON document.
 pub fn view(proxy: &Proxy) -> Value {
@@ -32,14 +58,27 @@ pub fn view(proxy: &Proxy) -> Value {
                     })
                 })
                 .collect();
+            let (breaker, bulkhead) = resilience(proxy, Scope::Cluster, name);
             json!({
                 "name": name,
                 "ready": c.is_ready(),
+                "circuit_breaker": breaker,
+                "bulkhead": bulkhead,
                 "load_balancer": format!("{:?}", c.balancer.policy()),
                 "discovery": *c.discovery_status(),
                 "endpoints": endpoints,
             })
         })
         .collect();
-    json!({ "clusters": out })
+    let settings = proxy.settings();
+    let routes: Vec<Value> = settings
+        .listeners
+        .iter()
+        .flat_map(|l| l.routes.iter().map(move |r| (l, r)))
+        .map(|(l, r)| {
+            let (breaker, bulkhead) = resilience(proxy, Scope::Route, &r.name);
+            json!({"listener": l.name, "name": r.name, "circuit_breaker": breaker, "bulkhead": bulkhead})
+        })
+        .collect();
+    json!({ "clusters": out, "routes": routes })
 }

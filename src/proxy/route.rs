@@ -25,6 +25,7 @@ use crate::body::Body;
 use crate::config::settings::RouteSettings;
 use crate::error::BoxError;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::resilience::bulkhead::{Bulkhead, BulkheadLayer, BulkheadSettings};
 use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerSettings};
 use crate::resilience::timeout::TimeoutLayer;
 
@@ -104,7 +105,15 @@ fn stack(route: &RouteSettings, cluster: &Cluster, _metrics: &Metrics, _state: &
     let svc = ServiceBuilder::new()
         // Whole request, every retry included.
         .option_layer(route.timeout.map(TimeoutLayer::new))
-        // [bulkhead: route scope, then cluster scope]
+        // One slot per request, held across retries until the body ends.
+        .option_layer(bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), _metrics, _state))
+        .option_layer(bulkhead(
+            Scope::Cluster,
+            &cluster.settings.name,
+            cluster.settings.bulkhead.as_ref(),
+            _metrics,
+            _state,
+        ))
         // Tries again as the route's policy and budget allow (absent: no retries).
         .option_layer(crate::resilience::retry::RetryLayer::for_route(
             &route.name,
@@ -141,4 +150,18 @@ fn breaker(
     let b =
         state.get_or_make("circuit_breaker", scope, name, s, || CircuitBreaker::new(s.clone(), scope, name, metrics));
     Some(CircuitBreakerLayer::new(b))
+}
+
+/// The bulkhead of `(scope, name)`, kept across reloads while its settings
+/// hold.
+fn bulkhead(
+    scope: Scope,
+    name: &str,
+    settings: Option<&BulkheadSettings>,
+    metrics: &Metrics,
+    state: &StateStore,
+) -> Option<BulkheadLayer> {
+    let s = settings?;
+    let b = state.get_or_make("bulkhead", scope, name, s, || Bulkhead::new(*s, scope, name, metrics));
+    Some(BulkheadLayer::new(b))
 }

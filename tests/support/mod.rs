@@ -125,6 +125,11 @@ impl TestClient {
         self.send(Request::get(url).body(Full::default()).unwrap()).await
     }
 
+    /// `get` with an owned URL, for spawning.
+    pub async fn get_owned(self, url: String) -> Reply {
+        self.get(&url).await
+    }
+
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
         self.try_send(req).await.expect("request completes")
     }

@@ -173,7 +173,7 @@ async fn serve(st: Arc<State>, addr: SocketAddr, req: Request<Incoming>) -> Resu
             return Ok(r);
         }
     };
-    if path == "/trailers" {
+    if path.ends_with("/trailers") {
         // A body followed by trailers (HTTP/2 carries them end to end).
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", "0".parse().unwrap());
@@ -183,7 +183,7 @@ async fn serve(st: Arc<State>, addr: SocketAddr, req: Request<Incoming>) -> Resu
         ]);
         return Ok(Response::new(Body::boxed(StreamBody::new(frames))));
     }
-    if path == "/download" {
+    if path.ends_with("/download") {
         // /download?bytes=N streams N bytes in 64 KiB chunks.
         let n: u64 = query.strip_prefix("bytes=").and_then(|v| v.parse().ok()).unwrap_or(0);
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
