@@ -22,11 +22,12 @@ use tower::ServiceBuilder;
 use super::cluster::Cluster;
 use super::state::{Scope, StateStore};
 use crate::body::Body;
-use crate::config::settings::RouteSettings;
+use crate::config::settings::{ClusterSettings, RouteSettings};
 use crate::error::BoxError;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::resilience::bulkhead::{Bulkhead, BulkheadLayer, BulkheadSettings};
 use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerSettings};
+use crate::resilience::retry::RetryLayer;
 use crate::resilience::timeout::TimeoutLayer;
 
 /// The type every stack is erased to at a module boundary.
@@ -99,41 +100,40 @@ impl Route {
     }
 }
 
-/// The stack for one (route, cluster). Layers listed outermost first.
-fn stack(route: &RouteSettings, cluster: &Cluster, _metrics: &Metrics, _state: &StateStore) -> HttpService {
+/// The stack for one (route, cluster), over the cluster's endpoints.
+fn stack(route: &RouteSettings, cluster: &Cluster, metrics: &Metrics, state: &StateStore) -> HttpService {
+    stack_over(route, &cluster.settings, cluster.endpoint_service(), metrics, state)
+}
+
+/// The stack for one (route, cluster) over any innermost service (the
+/// balancer in the proxy; an in-memory upstream in benches). Layers listed
+/// outermost first.
+pub fn stack_over<S>(
+    route: &RouteSettings,
+    cluster: &ClusterSettings,
+    inner: S,
+    metrics: &Metrics,
+    state: &StateStore,
+) -> HttpService
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
     let per_try = route.retry.as_ref().and_then(|r| r.per_try_timeout);
     let svc = ServiceBuilder::new()
         // Whole request, every retry included.
         .option_layer(route.timeout.map(TimeoutLayer::new))
         // One slot per request, held across retries until the body ends.
-        .option_layer(bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), _metrics, _state))
-        .option_layer(bulkhead(
-            Scope::Cluster,
-            &cluster.settings.name,
-            cluster.settings.bulkhead.as_ref(),
-            _metrics,
-            _state,
-        ))
+        .option_layer(bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), metrics, state))
+        .option_layer(bulkhead(Scope::Cluster, &cluster.name, cluster.bulkhead.as_ref(), metrics, state))
         // Tries again as the route's policy and budget allow (absent: no retries).
-        .option_layer(crate::resilience::retry::RetryLayer::for_route(
-            &route.name,
-            &cluster.settings.name,
-            route.retry.as_ref(),
-            _metrics,
-            _state,
-        ))
+        .option_layer(RetryLayer::for_route(&route.name, &cluster.name, route.retry.as_ref(), metrics, state))
         // Fails fast while open; sees every try.
-        .option_layer(breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), _metrics, _state))
-        .option_layer(breaker(
-            Scope::Cluster,
-            &cluster.settings.name,
-            cluster.settings.circuit_breaker.as_ref(),
-            _metrics,
-            _state,
-        ))
+        .option_layer(breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), metrics, state))
+        .option_layer(breaker(Scope::Cluster, &cluster.name, cluster.circuit_breaker.as_ref(), metrics, state))
         // One try.
         .option_layer(per_try.map(TimeoutLayer::new))
-        .service(cluster.endpoint_service());
+        .service(inner);
     BoxCloneSyncService::new(svc)
 }
 
