@@ -13,7 +13,6 @@ use outrigger::error::BoxError;
 use outrigger::metrics::Metrics;
 use outrigger::proxy::route::{stack_over, HttpService};
 use outrigger::proxy::state::StateStore;
-use tower::ServiceExt;
 
 const CONFIG: &str = r#"
 listeners:
@@ -54,10 +53,10 @@ fn bench(c: &mut Criterion) {
     for (name, svc) in [("bare_route", bare), ("all_layers", layered)] {
         g.bench_function(name, |b| {
             b.to_async(&rt).iter(|| {
-                let svc = svc.clone();
+                let req = Request::get("http://x/").body(Body::empty()).unwrap();
+                let fut = svc.call(req);
                 async move {
-                    let req = Request::get("http://x/").body(Body::empty()).unwrap();
-                    let resp = svc.oneshot(req).await.unwrap();
+                    let resp = fut.await.unwrap();
                     drop(resp);
                     Ok::<_, Infallible>(())
                 }

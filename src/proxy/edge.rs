@@ -9,7 +9,6 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
-use tower::ServiceExt;
 
 use super::forward;
 use super::table::ListenerRoutes;
@@ -48,7 +47,7 @@ pub async fn handle(ctx: &ConnContext, req: Request<Incoming>) -> Response<Body>
     let target = route.target();
     let mut req = req.map(Body::from);
     forward::prepare_request(&mut req, &ctx.client_ip);
-    let (mut resp, refusal) = match target.service.clone().oneshot(req).await {
+    let (mut resp, refusal) = match target.service.call(req).await {
         Ok(resp) => (resp, None),
         Err(e) => {
             let (r, resp) = rescue(&e);

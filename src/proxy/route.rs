@@ -15,9 +15,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use http::{Request, Response};
-use tower::util::BoxCloneSyncService;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 
 use super::cluster::Cluster;
 use super::state::{Scope, StateStore};
@@ -30,8 +30,29 @@ use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, Ci
 use crate::resilience::retry::RetryLayer;
 use crate::resilience::timeout::TimeoutLayer;
 
-/// The type every stack is erased to at a module boundary.
-pub type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+/// The type every stack is erased to at a module boundary: shared, called
+/// through `&self`. Each call clones the concrete stack (reference counts,
+/// no allocation) and boxes only its response future, where a
+/// `BoxCloneSyncService` would also box a clone of itself per request.
+pub type HttpService = Arc<dyn SharedService>;
+
+/// A service callable through a shared reference.
+pub trait SharedService: Send + Sync {
+    /// Sends one request through a fresh clone of the stack.
+    fn call(&self, req: Request<Body>) -> BoxFuture<'static, Result<Response<Body>, BoxError>>;
+}
+
+struct Shared<S>(S);
+
+impl<S> SharedService for Shared<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    fn call(&self, req: Request<Body>) -> BoxFuture<'static, Result<Response<Body>, BoxError>> {
+        Box::pin(self.0.clone().oneshot(req))
+    }
+}
 
 /// One route, ready to serve.
 pub struct Route {
@@ -134,7 +155,7 @@ where
         // One try.
         .option_layer(per_try.map(TimeoutLayer::new))
         .service(inner);
-    BoxCloneSyncService::new(svc)
+    Arc::new(Shared(svc))
 }
 
 /// The breaker of `(scope, name)`, kept across reloads while its settings
