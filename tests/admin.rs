@@ -8,11 +8,7 @@ use support::*;
 #[tokio::test]
 async fn admin_endpoints() {
     let up = Upstream::start().await;
-    let p = TestProxy::start(&format!(
-        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
-        up.addr
-    ))
-    .await;
+    let p = TestProxy::start(&one_route(up.addr)).await;
     assert_eq!(p.admin_get("/live").await.0, 200);
     // Static discovery answers at once, but on another task.
     let mut ready = 0;

@@ -32,11 +32,7 @@ async fn allocations_for(url: &str) -> f64 {
 #[tokio::test(flavor = "current_thread")]
 async fn proxy_allocations_per_request() {
     let up = Upstream::start().await;
-    let p = TestProxy::start(&format!(
-        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
-        up.addr
-    ))
-    .await;
+    let p = TestProxy::start(&one_route(up.addr)).await;
     let direct = allocations_for(&format!("http://{}/", up.addr)).await;
     let proxied = allocations_for(&p.url("/")).await;
     let proxy = proxied - direct;

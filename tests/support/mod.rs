@@ -89,6 +89,14 @@ fn split_series(s: &str) -> (&str, Vec<&str>) {
     }
 }
 
+/// The smallest useful config: listener `l` on 127.0.0.1:0 with one route
+/// `r` to cluster `c` whose only endpoint is `endpoint`.
+pub fn one_route(endpoint: impl std::fmt::Display) -> String {
+    format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{endpoint}\"]}}]\n"
+    )
+}
+
 /// A response, read whole.
 pub struct Reply {
     pub status: StatusCode,
