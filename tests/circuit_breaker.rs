@@ -132,3 +132,20 @@ async fn state_survives_unchanged_reload() {
     p.proxy.apply(changed).await.unwrap();
     assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), None, "a fresh breaker lets it through");
 }
+
+/// A hanging upstream behind a route with only `timeout` (no per-try
+/// timeout) still trips the breaker: each 504 counts as a failure.
+#[tokio::test]
+async fn route_timeouts_count_as_failures() {
+    let up = Upstream::start_with(Fault::Delay(Duration::from_secs(30), 200)).await;
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c, timeout: 100ms, circuit_breaker: {{consecutive_failures: 2, open_duration: 30s}}}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+        up.addr
+    ))
+    .await;
+    let cl = client();
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("timeout"));
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("timeout"));
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
+    assert_eq!(up.hits(), 2);
+}

@@ -150,8 +150,15 @@ where
         // Tries again as the route's policy and budget allow (absent: no retries).
         .option_layer(RetryLayer::for_route(&route.name, &cluster.name, route.retry.as_ref(), metrics, state))
         // Fails fast while open; sees every try.
-        .option_layer(breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), metrics, state))
-        .option_layer(breaker(Scope::Cluster, &cluster.name, cluster.circuit_breaker.as_ref(), metrics, state))
+        .option_layer(breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), route.timeout, metrics, state))
+        .option_layer(breaker(
+            Scope::Cluster,
+            &cluster.name,
+            cluster.circuit_breaker.as_ref(),
+            route.timeout,
+            metrics,
+            state,
+        ))
         // One try.
         .option_layer(per_try.map(TimeoutLayer::new))
         .service(inner);
@@ -164,13 +171,14 @@ fn breaker(
     scope: Scope,
     name: &str,
     settings: Option<&CircuitBreakerSettings>,
+    deadline: Option<std::time::Duration>,
     metrics: &Metrics,
     state: &StateStore,
 ) -> Option<CircuitBreakerLayer> {
     let s = settings?;
     let b =
         state.get_or_make("circuit_breaker", scope, name, s, || CircuitBreaker::new(s.clone(), scope, name, metrics));
-    Some(CircuitBreakerLayer::new(b))
+    Some(CircuitBreakerLayer::new(b, deadline))
 }
 
 /// The bulkhead of `(scope, name)`, kept across reloads while its settings

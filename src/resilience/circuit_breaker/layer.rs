@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::service::{CircuitBreaker, CircuitBreakerService};
 
@@ -6,12 +7,14 @@ use super::service::{CircuitBreaker, CircuitBreakerService};
 #[derive(Clone)]
 pub struct CircuitBreakerLayer {
     breaker: Arc<CircuitBreaker>,
+    deadline: Option<Duration>,
 }
 
 impl CircuitBreakerLayer {
-    /// Every service this layer wraps consults `breaker`.
-    pub fn new(breaker: Arc<CircuitBreaker>) -> Self {
-        CircuitBreakerLayer { breaker }
+    /// Every service this layer wraps consults `breaker`; `deadline` is the
+    /// route timeout (see [`CircuitBreakerService::new`]).
+    pub fn new(breaker: Arc<CircuitBreaker>, deadline: Option<Duration>) -> Self {
+        CircuitBreakerLayer { breaker, deadline }
     }
 }
 
@@ -19,6 +22,6 @@ impl<S> tower::Layer<S> for CircuitBreakerLayer {
     type Service = CircuitBreakerService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreakerService::new(inner, Arc::clone(&self.breaker))
+        CircuitBreakerService::new(inner, Arc::clone(&self.breaker), self.deadline)
     }
 }

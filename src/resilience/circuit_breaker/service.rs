@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -102,12 +103,15 @@ impl CircuitBreaker {
 pub struct CircuitBreakerService<S> {
     inner: S,
     breaker: Arc<CircuitBreaker>,
+    deadline: Option<Duration>,
 }
 
 impl<S> CircuitBreakerService<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S, breaker: Arc<CircuitBreaker>) -> Self {
-        CircuitBreakerService { inner, breaker }
+    /// Wraps `inner`. `deadline` is the route timeout: a call cancelled
+    /// when it passes was a timeout (the outer timeout layer drops the call
+    /// before any inner layer can report it), not a client hang-up.
+    pub fn new(inner: S, breaker: Arc<CircuitBreaker>, deadline: Option<Duration>) -> Self {
+        CircuitBreakerService { inner, breaker, deadline }
     }
 }
 
@@ -128,22 +132,37 @@ where
             Admission::Rejected => ResponseFuture { inner: None, call: None },
             Admission::Allowed { probe } => ResponseFuture {
                 inner: Some(self.inner.call(req)),
-                call: Some(Call { breaker: Arc::clone(&self.breaker), probe, start: Instant::now() }),
+                call: Some(Call {
+                    breaker: Arc::clone(&self.breaker),
+                    probe,
+                    start: Instant::now(),
+                    deadline: self.deadline,
+                    recorded: false,
+                }),
             },
         }
     }
 }
 
-/// One admitted call; a probe dropped without an outcome frees its slot.
+/// One admitted call. Dropped without an outcome: a timeout if the route
+/// deadline has passed, else a cancellation (a probe's slot is freed).
 struct Call {
     breaker: Arc<CircuitBreaker>,
     probe: bool,
     start: Instant,
+    deadline: Option<Duration>,
+    recorded: bool,
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
-        if self.probe {
+        if self.recorded {
+            return;
+        }
+        let timed_out = self.deadline.is_some_and(|d| self.start.elapsed() + Duration::from_millis(1) >= d);
+        if timed_out {
+            self.breaker.record(self.probe, crate::error::Outcome::Failure, self.start);
+        } else if self.probe {
             self.breaker.lock().release_probe();
         }
     }
@@ -172,7 +191,7 @@ where
         let result = std::task::ready!(inner.poll(cx));
         if let Some(mut call) = this.call.take() {
             call.breaker.record(call.probe, outcome(&result), call.start);
-            call.probe = false; // recorded: nothing to release on drop
+            call.recorded = true;
         }
         Poll::Ready(result)
     }
