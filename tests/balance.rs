@@ -115,7 +115,7 @@ async fn placement(proxy: &TestProxy, keys: &[String]) -> HashMap<String, String
 /// Over 1,000 keys on 4 endpoints: (keys that moved when the last endpoint
 /// left, of which were on it, keys on it before).
 async fn keys_moved_by_removal(policy: &str) -> (usize, usize, usize) {
-    let ups = vec![Upstream::start().await, Upstream::start().await, Upstream::start().await, Upstream::start().await];
+    let ups = [Upstream::start().await, Upstream::start().await, Upstream::start().await, Upstream::start().await];
     let refs: Vec<&Upstream> = ups.iter().collect();
     let lb = format!("    load_balancer: {{{policy}: {{hash_on: {{header: x-user}}}}}}\n");
     let proxy = start(&config(&refs, &lb)).await;
