@@ -4,7 +4,8 @@
 //! weight) hashed from its address; a key goes to the owner of the first
 //! point at or after the key's hash. When an endpoint leaves, only the
 //! keys that landed on its points move. The ring is built when the set
-//! changes (sorted once); a pick is a binary search.
+//! changes (sorted once); a pick is a binary search, narrowed first by an
+//! index on the hash's top bits so a large ring costs few cache misses.
 //!
 //! An unusable owner (ejected, unhealthy, or the endpoint a retry avoids)
 //! is passed over by walking on to the next point, so its keys spill to
@@ -27,6 +28,9 @@ const WALK: usize = 64;
 pub struct Ring {
     points: Box<[u64]>,
     owners: Box<[u32]>,
+    /// `index[b]`: the first point whose top `bits` bits are >= b.
+    index: Box<[u32]>,
+    bits: u32,
 }
 
 impl Ring {
@@ -41,7 +45,20 @@ impl Ring {
         }
         ring.sort_unstable();
         let (points, owners): (Vec<u64>, Vec<u32>) = ring.into_iter().unzip();
-        Ring { points: points.into(), owners: owners.into() }
+        // About one bucket per point, at most 2^16 (256 KiB).
+        let bits = points.len().max(1).ilog2().min(16);
+        let index = (0..=1u64 << bits)
+            .map(|b| if b >> bits == 1 { points.len() } else { points.partition_point(|p| top(*p, bits) < b) })
+            .map(|i| i as u32)
+            .collect();
+        Ring { points: points.into(), owners: owners.into(), index, bits }
+    }
+
+    /// The position of the first point at or after `hash` (may be `len`).
+    fn position(&self, hash: u64) -> usize {
+        let b = top(hash, self.bits) as usize;
+        let (from, to) = (self.index[b] as usize, self.index[b + 1] as usize);
+        from + self.points[from..to].partition_point(|p| *p < hash)
     }
 
     /// Points on the ring.
@@ -60,7 +77,7 @@ impl Ring {
             return None;
         }
         let Some(hash) = key else { return self.random(c) };
-        let start = self.points.partition_point(|p| *p < hash);
+        let start = self.position(hash);
         for step in 0..WALK.min(self.len()) {
             let owner = self.owners[(start + step) % self.len()] as usize;
             if c.usable(owner) {
@@ -78,6 +95,15 @@ impl Ring {
             }
         }
         scan(c.len(), fastrand::usize(..c.len()), c)
+    }
+}
+
+/// The top `bits` bits of `hash`.
+fn top(hash: u64, bits: u32) -> u64 {
+    if bits == 0 {
+        0
+    } else {
+        hash >> (64 - bits)
     }
 }
 
@@ -129,6 +155,20 @@ mod tests {
             a[3],
         );
         assert_eq!(moved, on_removed);
+    }
+
+    /// The indexed search finds the same point as a plain binary search.
+    #[test]
+    fn index_narrows_the_search_correctly() {
+        for n in [1, 3, 50] {
+            let ring = Ring::new(&addrs(n), &vec![1; n]);
+            for k in 0..2000u64 {
+                let h = xxhash_rust::xxh3::xxh3_64(&k.to_le_bytes());
+                assert_eq!(ring.position(h), ring.points.partition_point(|p| *p < h));
+            }
+            assert_eq!(ring.position(u64::MAX), ring.points.partition_point(|p| *p < u64::MAX));
+            assert_eq!(ring.position(0), 0);
+        }
     }
 
     /// Weight 3 gets about three times the keys of weight 1.
