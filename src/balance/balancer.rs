@@ -171,7 +171,7 @@ impl Balancer {
             panic: self.panic.load(Ordering::Relaxed),
             avoid: req.extensions().get::<AvoidEndpoint>().map(|a| a.0),
         };
-        let load = |i: usize| self.load_of(&set.endpoints[i], set.weights[i], now);
+        let load = |i: usize| self.load_of(&set.endpoints[i], now);
         let mut i = set.picker.pick(req, &self.next, &filter, load);
         if i.is_none() && filter.avoid.is_some() {
             filter.avoid = None;
@@ -180,15 +180,15 @@ impl Balancer {
         Some(Arc::clone(&set.endpoints[i?]))
     }
 
-    /// The P2C cost of `e`: in-flight requests, or for `peak_ewma` the
-    /// latency estimate times them, plus one; over the weight.
-    fn load_of(&self, e: &Endpoint, weight: u32, now: u64) -> f64 {
+    /// The P2C cost of `e`: requests in flight plus one, times the latency
+    /// estimate for `peak_ewma`. Weights are not in the cost: they already
+    /// shaped which two endpoints were drawn.
+    fn load_of(&self, e: &Endpoint, now: u64) -> f64 {
         let pending = f64::from(e.load()) + 1.0;
-        let cost = match self.settings.policy {
+        match self.settings.policy {
             LbPolicy::PeakEwma => e.ewma.estimate(now) * pending,
             _ => pending,
-        };
-        cost / f64::from(weight)
+        }
     }
 
     /// Learns from one exchange with `endpoint`: latency (failures count as

@@ -171,3 +171,15 @@ async fn peak_ewma_prefers_fast_endpoints() {
     b.record(&set.endpoints[1], Outcome::Success, Duration::from_millis(2));
     assert!(picked(&b, 20).iter().all(|p| *p == 2));
 }
+
+/// With nothing in flight, least request shares traffic by weight (the
+/// weighted first draw wins ties).
+#[test]
+fn least_request_splits_idle_traffic_by_weight() {
+    let b = Balancer::new("c", LbPolicy::LeastRequest);
+    let mut s = specs(&[1, 2]);
+    s[0].weight = 3;
+    b.update(s);
+    let heavy = picked(&b, 4000).iter().filter(|p| **p == 1).count();
+    assert!((2800..3200).contains(&heavy), "heavy got {heavy} of 4000");
+}

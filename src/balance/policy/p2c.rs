@@ -4,7 +4,9 @@
 //! proxies share stale load figures.
 //!
 //! The load is the caller's: in-flight requests (`least_request`) or
-//! peak-EWMA latency x (in-flight + 1) (`peak_ewma`), each over weight.
+//! peak-EWMA latency x (in-flight + 1) (`peak_ewma`). Weights shape the
+//! draws, not the loads: on a tie the first (weighted) draw wins, so idle
+//! endpoints share sequential traffic by weight.
 
 use super::random;
 use super::round_robin::Schedule;
