@@ -1,8 +1,6 @@
 //! The `/clusters` view: per cluster, its endpoints and their state, its
 //! breaker and bulkhead, and what discovery last said.
 
-use std::sync::atomic::Ordering;
-
 use serde_json::{json, Value};
 
 use crate::proxy::state::Scope;
@@ -42,22 +40,7 @@ pub fn view(proxy: &Proxy) -> Value {
         .into_iter()
         .map(|name| {
             let c = &clusters[name];
-            let set = c.balancer.snapshot();
-            let endpoints: Vec<Value> = set
-                .endpoints
-                .iter()
-                .map(|e| {
-                    json!({
-                        "address": e.address.to_string(),
-                        "weight": e.spec.weight,
-                        "metadata": e.spec.metadata,
-                        "state": "healthy",
-                        "in_flight": e.in_flight.load(Ordering::Relaxed),
-                        "requests": e.requests.load(Ordering::Relaxed),
-                        "failures": e.failures.load(Ordering::Relaxed),
-                    })
-                })
-                .collect();
+            let endpoints = c.balancer.endpoint_views();
             let (breaker, bulkhead) = resilience(proxy, Scope::Cluster, name);
             json!({
                 "name": name,
