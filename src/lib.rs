@@ -20,6 +20,7 @@
 //! - `runtime`: the running proxy: start, reload, drain.
 //! - `demo`: small built-in upstreams for a first run.
 //! - `telemetry`: tracing setup.
+//! - `iptables`: the pod's redirect rules, applied or printed as a script.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -32,6 +33,7 @@ pub mod demo;
 pub mod discovery;
 pub mod error;
 pub mod fswatch;
+pub mod iptables;
 pub mod metrics;
 pub mod proxy;
 pub mod resilience;

@@ -1,4 +1,4 @@
-//! The `outrigger` command: run, validate, demo.
+//! The `outrigger` command: run, validate, demo, iptables.
 
 #![forbid(unsafe_code)]
 
@@ -40,6 +40,41 @@ enum Command {
     /// Start small upstreams on the config's loopback endpoints and the
     /// proxy in front of them, and print curl lines to try.
     Demo,
+    /// Redirect this network namespace's TCP through the proxy (a pod's
+    /// init step; needs NET_ADMIN). Idempotent.
+    Iptables(IptablesArgs),
+}
+
+/// `outrigger iptables`: see `outrigger::iptables`.
+#[derive(clap::Args)]
+struct IptablesArgs {
+    /// Print the rules as a shell script instead of applying them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Remove the rules instead of adding them.
+    #[arg(long)]
+    uninstall: bool,
+    /// The proxy's UID; its own connections are not redirected.
+    #[arg(long, default_value_t = 1337)]
+    proxy_uid: u32,
+    /// The outbound listener's port.
+    #[arg(long, default_value_t = 15001)]
+    outbound_port: u16,
+    /// The inbound listener's port.
+    #[arg(long, default_value_t = 15006)]
+    inbound_port: u16,
+    /// The admin port; inbound connections to it are not redirected.
+    #[arg(long, default_value_t = 9901)]
+    admin_port: u16,
+    /// More inbound ports not to redirect (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    exclude_ports: Vec<u16>,
+    /// Outbound destination ports not to redirect, e.g. a database's.
+    #[arg(long, value_delimiter = ',')]
+    exclude_outbound_ports: Vec<u16>,
+    /// The iptables binary (`iptables`, `iptables-nft`, `iptables-legacy`).
+    #[arg(long, default_value = "iptables")]
+    iptables: String,
 }
 
 fn main() -> ExitCode {
@@ -47,6 +82,7 @@ fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     match cli.command {
         Some(Command::Validate { file }) => validate(&file),
+        Some(Command::Iptables(args)) => iptables(&args),
         Some(Command::Demo) => {
             let path = cli.config.unwrap_or_else(|| PathBuf::from("config/outrigger.yaml"));
             run(&path, cli.workers, true)
@@ -76,6 +112,37 @@ fn validate(file: &Path) -> ExitCode {
         Err(errs) => {
             eprintln!("{errs}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn iptables(args: &IptablesArgs) -> ExitCode {
+    use outrigger::iptables::{apply, script, uninstall, Redirect};
+    let steps = if args.uninstall {
+        uninstall()
+    } else {
+        Redirect {
+            proxy_uid: args.proxy_uid,
+            outbound_port: args.outbound_port,
+            inbound_port: args.inbound_port,
+            admin_port: args.admin_port,
+            exclude_ports: args.exclude_ports.clone(),
+            exclude_outbound_ports: args.exclude_outbound_ports.clone(),
+        }
+        .install()
+    };
+    if args.dry_run {
+        print!("{}", script(&args.iptables, &steps));
+        return ExitCode::SUCCESS;
+    }
+    match apply(&args.iptables, &steps) {
+        Ok(()) => {
+            tracing::info!(uninstall = args.uninstall, "iptables rules applied");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("outrigger iptables: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -144,6 +144,9 @@ impl Proxy {
                 }
             }
         }
+        // State no route or cluster asked for any more goes now; a route
+        // removed and added back later starts fresh.
+        self.state.sweep();
         Ok(())
     }
 

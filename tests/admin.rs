@@ -8,11 +8,7 @@ use support::*;
 #[tokio::test]
 async fn admin_endpoints() {
     let up = Upstream::start().await;
-    let p = TestProxy::start(&format!(
-        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
-        up.addr
-    ))
-    .await;
+    let p = TestProxy::start(&one_route(up.addr)).await;
     assert_eq!(p.admin_get("/live").await.0, 200);
     // Static discovery answers at once, but on another task.
     let mut ready = 0;
@@ -42,4 +38,27 @@ async fn admin_endpoints() {
     assert!(m.contains("outrigger_request_duration_seconds_bucket"), "{m}");
     assert_eq!(metric_value(&m, r#"outrigger_requests_total{listener="l",route="r",cluster="c",code="200"}"#), 1.0);
     assert_eq!(p.admin_get("/nope").await.0, 404);
+}
+
+/// /clusters shows each breaker's state and each bulkhead's counts, for
+/// clusters and for routes.
+#[tokio::test]
+async fn clusters_view_shows_resilience_state() {
+    let up = Upstream::start_with(Fault::Status(503)).await;
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c, bulkhead: {{max_concurrent: 7}}}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"], circuit_breaker: {{consecutive_failures: 1, open_duration: 30s}}, bulkhead: {{max_concurrent: 9, max_queued: 2}}}}]\n",
+        up.addr
+    ))
+    .await;
+    client().get(&p.url("/")).await;
+    let (_, text) = p.admin_get("/clusters").await;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let c = &v["clusters"][0];
+    assert_eq!(c["circuit_breaker"]["state"], "open", "{text}");
+    assert_eq!(c["bulkhead"]["limit"], 9);
+    assert_eq!(c["bulkhead"]["in_flight"], 0);
+    let r = &v["routes"][0];
+    assert_eq!(r["name"], "r");
+    assert_eq!(r["bulkhead"]["limit"], 7);
+    assert!(r["circuit_breaker"].is_null());
 }

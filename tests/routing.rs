@@ -113,11 +113,7 @@ async fn weighted_split_follows_weights() {
 #[tokio::test]
 async fn forwarding_headers() {
     let up = Upstream::start().await;
-    let p = TestProxy::start(&format!(
-        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
-        up.addr
-    ))
-    .await;
+    let p = TestProxy::start(&one_route(up.addr)).await;
     let req = Request::get(p.url("/h"))
         .header("host", "orders.internal")
         .header("connection", "x-drop")

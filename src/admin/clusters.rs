@@ -1,11 +1,35 @@
 //! The `/clusters` view: per cluster, its endpoints and their state, its
 //! breaker and bulkhead, and what discovery last said.
 
-use std::sync::atomic::Ordering;
-
 use serde_json::{json, Value};
 
+use crate::proxy::state::Scope;
+use crate::resilience::bulkhead::Bulkhead;
+use crate::resilience::circuit_breaker::CircuitBreaker;
 use crate::runtime::Proxy;
+
+fn breaker_json(b: &CircuitBreaker) -> Value {
+    let open_for_ms =
+        b.open_until().map(|u| u.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64);
+    json!({ "state": b.state().name(), "open_for_ms": open_for_ms })
+}
+
+/// The breaker and bulkhead of `(scope, name)`, as JSON (null when none).
+fn resilience(proxy: &Proxy, scope: Scope, name: &str) -> (Value, Value) {
+    let breaker = proxy
+        .state
+        .all::<CircuitBreaker>("circuit_breaker")
+        .into_iter()
+        .find(|(s, n, _)| *s == scope && n == name)
+        .map_or(Value::Null, |(_, _, b)| breaker_json(&b));
+    let bulkhead = proxy
+        .state
+        .all::<Bulkhead>("bulkhead")
+        .into_iter()
+        .find(|(s, n, _)| *s == scope && n == name)
+        .map_or(Value::Null, |(_, _, b)| json!(b.view()));
+    (breaker, bulkhead)
+}
 
 /// Builds the JSON document.
 pub fn view(proxy: &Proxy) -> Value {
@@ -16,30 +40,28 @@ pub fn view(proxy: &Proxy) -> Value {
         .into_iter()
         .map(|name| {
             let c = &clusters[name];
-            let set = c.balancer.snapshot();
-            let endpoints: Vec<Value> = set
-                .endpoints
-                .iter()
-                .map(|e| {
-                    json!({
-                        "address": e.address.to_string(),
-                        "weight": e.spec.weight,
-                        "metadata": e.spec.metadata,
-                        "state": "healthy",
-                        "in_flight": e.in_flight.load(Ordering::Relaxed),
-                        "requests": e.requests.load(Ordering::Relaxed),
-                        "failures": e.failures.load(Ordering::Relaxed),
-                    })
-                })
-                .collect();
+            let endpoints = c.balancer.endpoint_views();
+            let (breaker, bulkhead) = resilience(proxy, Scope::Cluster, name);
             json!({
                 "name": name,
                 "ready": c.is_ready(),
+                "circuit_breaker": breaker,
+                "bulkhead": bulkhead,
                 "load_balancer": format!("{:?}", c.balancer.policy()),
                 "discovery": *c.discovery_status(),
                 "endpoints": endpoints,
             })
         })
         .collect();
-    json!({ "clusters": out })
+    let settings = proxy.settings();
+    let routes: Vec<Value> = settings
+        .listeners
+        .iter()
+        .flat_map(|l| l.routes.iter().map(move |r| (l, r)))
+        .map(|(l, r)| {
+            let (breaker, bulkhead) = resilience(proxy, Scope::Route, &r.name);
+            json!({"listener": l.name, "name": r.name, "circuit_breaker": breaker, "bulkhead": bulkhead})
+        })
+        .collect();
+    json!({ "clusters": out, "routes": routes })
 }

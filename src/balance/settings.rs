@@ -57,3 +57,36 @@ pub struct HealthCheckSettings {
     /// Failures in a row to become unhealthy.
     pub unhealthy_threshold: u32,
 }
+
+/// Everything a [`Balancer`](super::Balancer) is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalancerSettings {
+    /// The policy.
+    pub policy: LbPolicy,
+    /// Passive outlier detection, if on.
+    pub outlier: Option<OutlierSettings>,
+    /// Below this fraction of usable endpoints, balance over all (0 = off).
+    pub panic_threshold: f64,
+}
+
+impl Default for BalancerSettings {
+    fn default() -> Self {
+        BalancerSettings { policy: LbPolicy::RoundRobin, outlier: None, panic_threshold: 0.5 }
+    }
+}
+
+impl From<LbPolicy> for BalancerSettings {
+    fn from(policy: LbPolicy) -> Self {
+        BalancerSettings { policy, ..Default::default() }
+    }
+}
+
+impl From<&crate::config::settings::ClusterSettings> for BalancerSettings {
+    fn from(c: &crate::config::settings::ClusterSettings) -> Self {
+        BalancerSettings {
+            policy: c.load_balancer.clone(),
+            outlier: c.outlier_detection,
+            panic_threshold: c.panic_threshold,
+        }
+    }
+}

@@ -11,8 +11,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
+use crate::balance::background::Background;
 use crate::balance::service::{AttemptMetrics, Balance};
-use crate::balance::Balancer;
+use crate::balance::{Balancer, BalancerSettings};
 use crate::config::settings::{ClusterSettings, Protocol};
 use crate::discovery::{self, Discover};
 use crate::error::BoxError;
@@ -45,6 +46,8 @@ pub struct Cluster {
     ready: watch::Receiver<bool>,
     status: Arc<ArcSwap<DiscoveryStatus>>,
     discovery_task: AbortHandle,
+    /// Ejection expiry and health checks; stopped when the cluster drops.
+    _balance_tasks: Background,
 }
 
 impl Cluster {
@@ -55,7 +58,8 @@ impl Cluster {
         base_dir: Option<&std::path::Path>,
     ) -> Result<Arc<Self>, BoxError> {
         let source = discovery::source(&settings.discovery, base_dir)?;
-        let balancer = Arc::new(Balancer::new(&settings.name, settings.load_balancer.clone()));
+        let balancer = Arc::new(Balancer::new(&settings.name, BalancerSettings::from(&settings)).with_metrics(metrics));
+        let balance_tasks = Background::start(&balancer, &settings);
         let (ready_tx, ready) = watch::channel(false);
         let status = Arc::new(ArcSwap::from_pointee(DiscoveryStatus {
             source: settings.discovery.kind(),
@@ -75,6 +79,7 @@ impl Cluster {
             ready,
             status,
             discovery_task: task.abort_handle(),
+            _balance_tasks: balance_tasks,
         }))
     }
 

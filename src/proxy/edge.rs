@@ -9,9 +9,9 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
-use tower::ServiceExt;
 
 use super::forward;
+use super::router::request_host;
 use super::table::ListenerRoutes;
 use crate::body::Body;
 use crate::error::{local_response, rescue, Refusal, ATTEMPTS_HEADER};
@@ -24,6 +24,9 @@ pub struct ConnContext {
     pub client_ip: HeaderValue,
     /// The client's address, for the access log.
     pub peer: SocketAddr,
+    /// Where the client was really going, on a transparent listener:
+    /// `SO_ORIGINAL_DST`, or the local address when not redirected.
+    pub original_dst: Option<SocketAddr>,
 }
 
 /// Size of a request's header block as sent (name, value, ": " and CRLF).
@@ -32,23 +35,36 @@ fn header_bytes<B>(req: &Request<B>) -> usize {
         + req.uri().path_and_query().map_or(0, |p| p.as_str().len())
 }
 
+/// A request that names no host (HTTP/1.0, or no `Host` and no
+/// `:authority`) on a transparent listener is routed, and forwarded, as if
+/// it had named the address its client dialed: `IP:PORT`.
+fn host_from_original_dst<B>(req: &mut Request<B>, original_dst: Option<SocketAddr>) {
+    if let Some(dst) = original_dst {
+        if request_host(req).is_none() {
+            let host = HeaderValue::from_str(&dst.to_string()).expect("an address is a header value");
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+}
+
 /// Serves one request.
-pub async fn handle(ctx: &ConnContext, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(ctx: &ConnContext, mut req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
     let routes = ctx.routes.load_full();
     let log = tracing::enabled!(target: "outrigger::access", tracing::Level::INFO);
     let (method, path) =
         if log { (Some(req.method().clone()), req.uri().path_and_query().cloned()) } else { (None, None) };
     if header_bytes(&req) > routes.max_header_bytes {
-        return refuse(&routes, Refusal::HeadersTooLarge, start, log);
+        return refuse(ctx, &routes, Refusal::HeadersTooLarge, start, log);
     }
+    host_from_original_dst(&mut req, ctx.original_dst);
     let Some(route) = routes.router.route(&req) else {
-        return refuse(&routes, Refusal::NoRoute, start, log);
+        return refuse(ctx, &routes, Refusal::NoRoute, start, log);
     };
     let target = route.target();
     let mut req = req.map(Body::from);
     forward::prepare_request(&mut req, &ctx.client_ip);
-    let (mut resp, refusal) = match target.service.clone().oneshot(req).await {
+    let (mut resp, refusal) = match target.service.call(req).await {
         Ok(resp) => (resp, None),
         Err(e) => {
             let (r, resp) = rescue(&e);
@@ -73,6 +89,7 @@ pub async fn handle(ctx: &ConnContext, req: Request<Incoming>) -> Response<Body>
             route = %route.name(),
             cluster = %target.cluster,
             client = %ctx.peer,
+            original_dst = ctx.original_dst.map(tracing::field::display),
             method = %method.as_ref().map_or("", |m| m.as_str()),
             path = %path.as_ref().map_or("", |p| p.as_str()),
             status = resp.status().as_u16(),
@@ -85,13 +102,15 @@ pub async fn handle(ctx: &ConnContext, req: Request<Incoming>) -> Response<Body>
     resp
 }
 
-fn refuse(routes: &ListenerRoutes, refusal: Refusal, start: Instant, log: bool) -> Response<Body> {
+fn refuse(ctx: &ConnContext, routes: &ListenerRoutes, refusal: Refusal, start: Instant, log: bool) -> Response<Body> {
     let resp = local_response(refusal);
     routes.no_route.record(resp.status(), start.elapsed(), Some(refusal));
     if log {
         tracing::info!(
             target: "outrigger::access",
             listener = %routes.name,
+            client = %ctx.peer,
+            original_dst = ctx.original_dst.map(tracing::field::display),
             status = resp.status().as_u16(),
             error = refusal.token(),
             "request refused"

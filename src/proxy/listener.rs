@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::edge::{handle, ConnContext};
+use super::origin::original_dst;
 use super::table::ListenerRoutes;
 use crate::config::settings::ListenerSettings;
 
@@ -79,10 +80,18 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Read per connection from the swapped routes, so a reload that
+        // flips `transparent` takes effect without rebinding.
+        let original_dst = if routes.load().transparent {
+            stream.local_addr().ok().map(|local| original_dst(&stream, local))
+        } else {
+            None
+        };
         let ctx = ConnContext {
             routes: Arc::clone(&routes),
             client_ip: HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a header value"),
             peer,
+            original_dst,
         };
         connections.spawn(serve_connection(stream, peer, ctx, Arc::clone(&builder), drain.clone()));
     }

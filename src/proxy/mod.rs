@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod edge;
 pub mod forward;
 pub mod listener;
+pub mod origin;
 pub mod route;
 pub mod router;
 pub mod state;

@@ -15,20 +15,44 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use http::{Request, Response};
-use tower::util::BoxCloneSyncService;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 
 use super::cluster::Cluster;
-use super::state::StateStore;
+use super::state::{Scope, StateStore};
 use crate::body::Body;
-use crate::config::settings::RouteSettings;
+use crate::config::settings::{ClusterSettings, RouteSettings};
 use crate::error::BoxError;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::resilience::bulkhead::{Bulkhead, BulkheadLayer, BulkheadSettings};
+use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerSettings};
+use crate::resilience::retry::RetryLayer;
 use crate::resilience::timeout::TimeoutLayer;
 
-/// The type every stack is erased to at a module boundary.
-pub type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+/// The type every stack is erased to at a module boundary: shared, called
+/// through `&self`. Each call clones the concrete stack (reference counts,
+/// no allocation) and boxes only its response future, where a
+/// `BoxCloneSyncService` would also box a clone of itself per request.
+pub type HttpService = Arc<dyn SharedService>;
+
+/// A service callable through a shared reference.
+pub trait SharedService: Send + Sync {
+    /// Sends one request through a fresh clone of the stack.
+    fn call(&self, req: Request<Body>) -> BoxFuture<'static, Result<Response<Body>, BoxError>>;
+}
+
+struct Shared<S>(S);
+
+impl<S> SharedService for Shared<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    fn call(&self, req: Request<Body>) -> BoxFuture<'static, Result<Response<Body>, BoxError>> {
+        Box::pin(self.0.clone().oneshot(req))
+    }
+}
 
 /// One route, ready to serve.
 pub struct Route {
@@ -97,24 +121,76 @@ impl Route {
     }
 }
 
-/// The stack for one (route, cluster). Layers listed outermost first.
-fn stack(route: &RouteSettings, cluster: &Cluster, _metrics: &Metrics, _state: &StateStore) -> HttpService {
+/// The stack for one (route, cluster), over the cluster's endpoints.
+fn stack(route: &RouteSettings, cluster: &Cluster, metrics: &Metrics, state: &StateStore) -> HttpService {
+    stack_over(route, &cluster.settings, cluster.endpoint_service(), metrics, state)
+}
+
+/// The stack for one (route, cluster) over any innermost service (the
+/// balancer in the proxy; an in-memory upstream in benches). Layers listed
+/// outermost first.
+pub fn stack_over<S>(
+    route: &RouteSettings,
+    cluster: &ClusterSettings,
+    inner: S,
+    metrics: &Metrics,
+    state: &StateStore,
+) -> HttpService
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
     let per_try = route.retry.as_ref().and_then(|r| r.per_try_timeout);
     let svc = ServiceBuilder::new()
         // Whole request, every retry included.
         .option_layer(route.timeout.map(TimeoutLayer::new))
-        // [bulkhead: route scope, then cluster scope]
+        // One slot per request, held across retries until the body ends.
+        .option_layer(bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), metrics, state))
+        .option_layer(bulkhead(Scope::Cluster, &cluster.name, cluster.bulkhead.as_ref(), metrics, state))
         // Tries again as the route's policy and budget allow (absent: no retries).
-        .option_layer(crate::resilience::retry::RetryLayer::for_route(
-            &route.name,
-            &cluster.settings.name,
-            route.retry.as_ref(),
-            _metrics,
-            _state,
+        .option_layer(RetryLayer::for_route(&route.name, &cluster.name, route.retry.as_ref(), metrics, state))
+        // Fails fast while open; sees every try.
+        .option_layer(breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), route.timeout, metrics, state))
+        .option_layer(breaker(
+            Scope::Cluster,
+            &cluster.name,
+            cluster.circuit_breaker.as_ref(),
+            route.timeout,
+            metrics,
+            state,
         ))
-        // [circuit breaker: route scope, then cluster scope]
         // One try.
         .option_layer(per_try.map(TimeoutLayer::new))
-        .service(cluster.endpoint_service());
-    BoxCloneSyncService::new(svc)
+        .service(inner);
+    Arc::new(Shared(svc))
+}
+
+/// The breaker of `(scope, name)`, kept across reloads while its settings
+/// hold.
+fn breaker(
+    scope: Scope,
+    name: &str,
+    settings: Option<&CircuitBreakerSettings>,
+    deadline: Option<std::time::Duration>,
+    metrics: &Metrics,
+    state: &StateStore,
+) -> Option<CircuitBreakerLayer> {
+    let s = settings?;
+    let b =
+        state.get_or_make("circuit_breaker", scope, name, s, || CircuitBreaker::new(s.clone(), scope, name, metrics));
+    Some(CircuitBreakerLayer::new(b, deadline))
+}
+
+/// The bulkhead of `(scope, name)`, kept across reloads while its settings
+/// hold.
+fn bulkhead(
+    scope: Scope,
+    name: &str,
+    settings: Option<&BulkheadSettings>,
+    metrics: &Metrics,
+    state: &StateStore,
+) -> Option<BulkheadLayer> {
+    let s = settings?;
+    let b = state.get_or_make("bulkhead", scope, name, s, || Bulkhead::new(*s, scope, name, metrics));
+    Some(BulkheadLayer::new(b))
 }

@@ -66,6 +66,21 @@ impl StateStore {
         state
     }
 
+    /// Every live state of `kind`, with its scope and name, sorted.
+    pub fn all<T: Send + Sync + 'static>(&self, kind: &'static str) -> Vec<(Scope, String, Arc<T>)> {
+        let guard = self.entries.lock().expect("state store poisoned");
+        let mut out: Vec<(Scope, String, Arc<T>)> = guard
+            .1
+            .iter()
+            .filter(|((k, _, _), _)| *k == kind)
+            .filter_map(|((_, scope, name), (_, state, _))| {
+                Some((*scope, name.clone(), Arc::clone(state).downcast::<T>().ok()?))
+            })
+            .collect();
+        out.sort_by(|a, b| (a.0.label(), &a.1).cmp(&(b.0.label(), &b.1)));
+        out
+    }
+
     /// Starts building a new table: entries not looked up before [`sweep`]
     /// are dropped then.
     ///

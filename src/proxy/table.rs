@@ -22,6 +22,8 @@ pub struct ListenerRoutes {
     pub no_route: RouteMetrics,
     /// Largest header block accepted.
     pub max_header_bytes: usize,
+    /// Read each connection's original destination (SO_ORIGINAL_DST).
+    pub transparent: bool,
 }
 
 /// Clusters by name.
@@ -59,5 +61,6 @@ pub fn build_listener(
         router: Router::new(routes),
         no_route: RouteMetrics::new(metrics, &l.name, "", ""),
         max_header_bytes: l.max_header_bytes,
+        transparent: l.transparent,
     }
 }

@@ -94,6 +94,14 @@ fn split_series(s: &str) -> (&str, Vec<&str>) {
     }
 }
 
+/// The smallest useful config: listener `l` on 127.0.0.1:0 with one route
+/// `r` to cluster `c` whose only endpoint is `endpoint`.
+pub fn one_route(endpoint: impl std::fmt::Display) -> String {
+    format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{endpoint}\"]}}]\n"
+    )
+}
+
 /// A response, read whole.
 pub struct Reply {
     pub status: StatusCode,
@@ -128,6 +136,11 @@ pub fn h2_client() -> TestClient {
 impl TestClient {
     pub async fn get(&self, url: &str) -> Reply {
         self.send(Request::get(url).body(Full::default()).unwrap()).await
+    }
+
+    /// `get` with an owned URL, for spawning.
+    pub async fn get_owned(self, url: String) -> Reply {
+        self.get(&url).await
     }
 
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Reply {

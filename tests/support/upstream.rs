@@ -38,6 +38,9 @@ struct State {
     bodies: Mutex<Vec<Bytes>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// `(path, status)` answered to health probes, which are counted apart.
+    health: Mutex<Option<(String, u16)>>,
+    probes: AtomicUsize,
 }
 
 /// A running upstream.
@@ -83,6 +86,8 @@ impl Upstream {
             bodies: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            health: Mutex::new(None),
+            probes: AtomicUsize::new(0),
         });
         let st = Arc::clone(&state);
         tokio::spawn(async move {
@@ -129,6 +134,18 @@ impl Upstream {
         self.state.last_headers.lock().unwrap().clone()
     }
 
+    /// Answers requests for `path` with `status` from now on, counting them
+    /// in [`probes`](Self::probes) instead of `hits` and leaving the plan
+    /// alone (a health-check endpoint).
+    pub fn set_health(&self, path: &str, status: u16) {
+        *self.state.health.lock().unwrap() = Some((path.to_owned(), status));
+    }
+
+    /// Health probes received so far (see `set_health`).
+    pub fn probes(&self) -> usize {
+        self.state.probes.load(Ordering::SeqCst)
+    }
+
     /// Bodies received (those under 1 MiB), in order.
     pub fn bodies(&self) -> Vec<Bytes> {
         self.state.bodies.lock().unwrap().clone()
@@ -143,6 +160,13 @@ impl Drop for InFlight<'_> {
 }
 
 async fn serve(st: Arc<State>, addr: SocketAddr, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+    let health = st.health.lock().unwrap().clone();
+    if let Some((path, status)) = health.filter(|(p, _)| p == req.uri().path()) {
+        st.probes.fetch_add(1, Ordering::SeqCst);
+        let mut r = Response::new(Body::from(format!("{addr} {path}\n")));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        return Ok(r);
+    }
     st.hits.fetch_add(1, Ordering::SeqCst);
     let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     st.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -182,7 +206,7 @@ async fn serve(st: Arc<State>, addr: SocketAddr, req: Request<Incoming>) -> Resu
             return Ok(r);
         }
     };
-    if path == "/trailers" {
+    if path.ends_with("/trailers") {
         // A body followed by trailers (HTTP/2 carries them end to end).
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", "0".parse().unwrap());
@@ -192,7 +216,7 @@ async fn serve(st: Arc<State>, addr: SocketAddr, req: Request<Incoming>) -> Resu
         ]);
         return Ok(Response::new(Body::boxed(StreamBody::new(frames))));
     }
-    if path == "/download" {
+    if path.ends_with("/download") {
         // /download?bytes=N streams N bytes in 64 KiB chunks.
         let n: u64 = query.strip_prefix("bytes=").and_then(|v| v.parse().ok()).unwrap_or(0);
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);

@@ -1,0 +1,48 @@
+//! A cluster's balancing tasks: the ejection-expiry watcher (with outlier
+//! detection) and the health checker (with `health_check`). They hold the
+//! balancer weakly and are aborted when the cluster drops this handle.
+
+use std::sync::Arc;
+
+use http::Version;
+use tokio::task::AbortHandle;
+
+use super::{health_check, outlier, Balancer};
+use crate::config::settings::{ClusterSettings, Protocol};
+
+/// The running tasks; dropping this stops them.
+#[derive(Debug, Default)]
+pub struct Background {
+    tasks: Vec<AbortHandle>,
+}
+
+impl Background {
+    /// Starts the tasks `settings` asks for. Needs a tokio runtime.
+    pub fn start(balancer: &Arc<Balancer>, settings: &ClusterSettings) -> Self {
+        let mut tasks = Vec::new();
+        if settings.outlier_detection.is_some() {
+            let watch = outlier::expire(Arc::downgrade(balancer), balancer.changed());
+            tasks.push(tokio::spawn(watch).abort_handle());
+        }
+        if let Some(hc) = &settings.health_check {
+            let version = match settings.protocol {
+                Protocol::Http1 => Version::HTTP_11,
+                Protocol::Http2 => Version::HTTP_2,
+            };
+            // A client of its own: probes test fresh connections and do not
+            // take pooled connections from traffic.
+            let client = crate::upstream::client(settings.connect_timeout, settings.protocol);
+            let probe = health_check::http_probe(client, hc.path.clone(), version);
+            tasks.push(tokio::spawn(health_check::run(Arc::downgrade(balancer), hc.clone(), probe)).abort_handle());
+        }
+        Background { tasks }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The bulkhead at run time: one [`Bulkhead`] pool per scope, shared by
+//! every stack that uses it, and the tower service that takes a slot.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use prometheus::{IntCounter, IntGauge};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::adaptive::AdaptiveLimit;
+use super::BulkheadSettings;
+use crate::body::Body;
+use crate::error::{outcome, BoxError, Outcome, Refusal};
+use crate::metrics::Metrics;
+use crate::proxy::state::Scope;
+
+/// A pool of slots with a bounded, timed queue.
+pub struct Bulkhead {
+    settings: BulkheadSettings,
+    semaphore: Arc<Semaphore>,
+    queued: AtomicUsize,
+    in_flight: AtomicUsize,
+    rejected: AtomicU64,
+    limit: AtomicUsize,
+    /// Permits still to retire after the adaptive limit fell below the
+    /// number in use: retired as they come back.
+    owed: AtomicUsize,
+    adaptive: Option<Mutex<AdaptiveLimit>>,
+    m: Gauges,
+}
+
+struct Gauges {
+    in_flight: IntGauge,
+    queued: IntGauge,
+    rejected: IntCounter,
+    limit: IntGauge,
+}
+
+/// What /clusters shows of a bulkhead.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct BulkheadView {
+    /// Requests holding a slot.
+    pub in_flight: usize,
+    /// Requests waiting for one.
+    pub queued: usize,
+    /// The limit now.
+    pub limit: usize,
+    /// Requests refused so far.
+    pub rejected: u64,
+}
+
+impl Bulkhead {
+    /// A pool for `(scope, name)`.
+    pub fn new(settings: BulkheadSettings, scope: Scope, name: &str, metrics: &Metrics) -> Self {
+        let labels = [scope.label(), name];
+        let m = Gauges {
+            in_flight: metrics.bulkhead_in_flight.with_label_values(&labels),
+            queued: metrics.bulkhead_queued.with_label_values(&labels),
+            rejected: metrics.bulkhead_rejected.with_label_values(&labels),
+            limit: metrics.bulkhead_limit.with_label_values(&labels),
+        };
+        m.limit.set(settings.max_concurrent as i64);
+        Bulkhead {
+            semaphore: Arc::new(Semaphore::new(settings.max_concurrent)),
+            queued: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            rejected: AtomicU64::new(0),
+            limit: AtomicUsize::new(settings.max_concurrent),
+            owed: AtomicUsize::new(0),
+            adaptive: settings
+                .adaptive
+                .map(|(min, max)| Mutex::new(AdaptiveLimit::new(settings.max_concurrent, min, max))),
+            settings,
+            m,
+        }
+    }
+
+    /// Counts for /clusters.
+    pub fn view(&self) -> BulkheadView {
+        BulkheadView {
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            limit: self.limit.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes a slot: at once, or after waiting in the queue, or not at all.
+    pub async fn acquire(self: &Arc<Self>) -> Result<Slot, Refusal> {
+        let permit = match Arc::clone(&self.semaphore).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => self.wait().await.ok_or_else(|| self.reject())?,
+        };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.m.in_flight.inc();
+        Ok(Slot { permit: Some(permit), bulkhead: Arc::clone(self) })
+    }
+
+    async fn wait(&self) -> Option<OwnedSemaphorePermit> {
+        let max = self.settings.max_queued;
+        self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| (q < max).then_some(q + 1)).ok()?;
+        self.m.queued.inc();
+        let _queued = Queued(self);
+        let acquire = Arc::clone(&self.semaphore).acquire_owned();
+        tokio::time::timeout(self.settings.queue_timeout, acquire).await.ok()?.ok()
+    }
+
+    fn reject(&self) -> Refusal {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.m.rejected.inc();
+        Refusal::BulkheadFull
+    }
+
+    /// Feeds the adaptive limit (no-op for a static one).
+    fn sample(&self, start: Instant, dropped: bool) {
+        let Some(adaptive) = &self.adaptive else { return };
+        let mut a = adaptive.lock().unwrap_or_else(|p| p.into_inner());
+        let new = a.sample(start.elapsed(), self.in_flight.load(Ordering::Relaxed), dropped);
+        let old = self.limit.swap(new, Ordering::AcqRel);
+        if new > old {
+            let mut add = new - old;
+            // Pay back permits still owed before minting new ones.
+            let _ = self.owed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
+                let pay = o.min(add);
+                add -= pay;
+                Some(o - pay)
+            });
+            self.semaphore.add_permits(add);
+        } else if new < old {
+            let gone = self.semaphore.forget_permits(old - new);
+            self.owed.fetch_add(old - new - gone, Ordering::AcqRel);
+        }
+        drop(a);
+        self.m.limit.set(new as i64);
+    }
+}
+
+struct Queued<'a>(&'a Bulkhead);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+        self.0.m.queued.dec();
+    }
+}
+
+/// A held slot: released when dropped, which for a relayed response is
+/// when its body has been sent or the client went away.
+pub struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    bulkhead: Arc<Bulkhead>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let b = &self.bulkhead;
+        b.in_flight.fetch_sub(1, Ordering::Relaxed);
+        b.m.in_flight.dec();
+        if let Some(p) = self.permit.take() {
+            let retire = b.owed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1)).is_ok();
+            if retire {
+                p.forget();
+            }
+        }
+    }
+}
+
+/// Holds a slot of its bulkhead for the whole request and response.
+#[derive(Clone)]
+pub struct BulkheadService<S> {
+    inner: S,
+    bulkhead: Arc<Bulkhead>,
+}
+
+impl<S> BulkheadService<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, bulkhead: Arc<Bulkhead>) -> Self {
+        BulkheadService { inner, bulkhead }
+    }
+}
+
+impl<S> tower::Service<Request<Body>> for BulkheadService<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Always ready: waiting for a slot happens per request, bounded by
+        // queue_timeout, so a full pool answers 503 rather than stalling.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        let bulkhead = Arc::clone(&self.bulkhead);
+        Box::pin(async move {
+            let slot = bulkhead.acquire().await?;
+            let start = Instant::now();
+            let result = inner.oneshot(req).await;
+            bulkhead.sample(start, outcome(&result) == Outcome::Failure);
+            let mut resp = result?;
+            resp.body_mut().push_guard(Box::new(slot));
+            Ok(resp)
+        })
+    }
+}

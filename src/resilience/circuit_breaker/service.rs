@@ -1,0 +1,198 @@
+//! The breaker at run time: one [`CircuitBreaker`] per scope, shared by
+//! every stack that uses it, and the tower service that consults it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use prometheus::{IntCounter, IntGauge};
+use tokio::time::Instant;
+
+use super::state::{Admission, Machine, State};
+use super::CircuitBreakerSettings;
+use crate::body::Body;
+use crate::error::{outcome, BoxError, Refusal};
+use crate::metrics::Metrics;
+use crate::proxy::state::Scope;
+
+/// A breaker's shared state and its metric handles.
+pub struct CircuitBreaker {
+    machine: Mutex<Machine>,
+    scope: Scope,
+    name: String,
+    state_gauge: IntGauge,
+    to_closed: IntCounter,
+    to_open: IntCounter,
+    to_half_open: IntCounter,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker for `(scope, name)`.
+    pub fn new(settings: CircuitBreakerSettings, scope: Scope, name: &str, metrics: &Metrics) -> Self {
+        let labels = [scope.label(), name];
+        let to = |s: State| metrics.circuit_transitions.with_label_values(&[scope.label(), name, s.name()]);
+        let state_gauge = metrics.circuit_state.with_label_values(&labels);
+        state_gauge.set(0);
+        CircuitBreaker {
+            machine: Mutex::new(Machine::new(settings, Instant::now())),
+            scope,
+            name: name.to_owned(),
+            state_gauge,
+            to_closed: to(State::Closed),
+            to_open: to(State::Open),
+            to_half_open: to(State::HalfOpen),
+        }
+    }
+
+    /// The state now.
+    pub fn state(&self) -> State {
+        self.lock().state()
+    }
+
+    /// When an open breaker admits probes again.
+    pub fn open_until(&self) -> Option<Instant> {
+        self.lock().open_until()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Machine> {
+        self.machine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admit(&self) -> Admission {
+        let (admission, changed) = self.lock().admit(Instant::now());
+        if let Some(s) = changed {
+            self.changed(s);
+        }
+        admission
+    }
+
+    fn record(&self, probe: bool, outcome: crate::error::Outcome, start: Instant) {
+        let now = Instant::now();
+        let jitter = 0.9 + fastrand::f64() * 0.2;
+        let changed = self.lock().record(now, probe, outcome, now - start, jitter);
+        if let Some(s) = changed {
+            self.changed(s);
+        }
+    }
+
+    fn changed(&self, to: State) {
+        self.state_gauge.set(to.gauge());
+        match to {
+            State::Closed => {
+                self.to_closed.inc();
+                tracing::info!(scope = self.scope.label(), name = %self.name, "circuit closed");
+            }
+            State::Open => {
+                self.to_open.inc();
+                tracing::warn!(scope = self.scope.label(), name = %self.name, "circuit opened");
+            }
+            State::HalfOpen => {
+                self.to_half_open.inc();
+                tracing::info!(scope = self.scope.label(), name = %self.name, "circuit half-open: probing");
+            }
+        }
+    }
+}
+
+/// Fails fast while its breaker is open; feeds every outcome to it.
+#[derive(Clone)]
+pub struct CircuitBreakerService<S> {
+    inner: S,
+    breaker: Arc<CircuitBreaker>,
+    deadline: Option<Duration>,
+}
+
+impl<S> CircuitBreakerService<S> {
+    /// Wraps `inner`. `deadline` is the route timeout: a call cancelled
+    /// when it passes was a timeout (the outer timeout layer drops the call
+    /// before any inner layer can report it), not a client hang-up.
+    pub fn new(inner: S, breaker: Arc<CircuitBreaker>, deadline: Option<Duration>) -> Self {
+        CircuitBreakerService { inner, breaker, deadline }
+    }
+}
+
+impl<S> tower::Service<Request<Body>> for CircuitBreakerService<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        match self.breaker.admit() {
+            Admission::Rejected => ResponseFuture { inner: None, call: None },
+            Admission::Allowed { probe } => ResponseFuture {
+                inner: Some(self.inner.call(req)),
+                call: Some(Call {
+                    breaker: Arc::clone(&self.breaker),
+                    probe,
+                    start: Instant::now(),
+                    deadline: self.deadline,
+                    recorded: false,
+                }),
+            },
+        }
+    }
+}
+
+/// One admitted call. Dropped without an outcome: a timeout if the route
+/// deadline has passed, else a cancellation (a probe's slot is freed).
+struct Call {
+    breaker: Arc<CircuitBreaker>,
+    probe: bool,
+    start: Instant,
+    deadline: Option<Duration>,
+    recorded: bool,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.recorded {
+            return;
+        }
+        let timed_out = self.deadline.is_some_and(|d| self.start.elapsed() + Duration::from_millis(1) >= d);
+        if timed_out {
+            self.breaker.record(self.probe, crate::error::Outcome::Failure, self.start);
+        } else if self.probe {
+            self.breaker.lock().release_probe();
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`CircuitBreakerService`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        call: Option<Call>,
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, BoxError>>,
+{
+    type Output = Result<Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(Err(Refusal::CircuitOpen.into()));
+        };
+        let result = std::task::ready!(inner.poll(cx));
+        if let Some(mut call) = this.call.take() {
+            call.breaker.record(call.probe, outcome(&result), call.start);
+            call.recorded = true;
+        }
+        Poll::Ready(result)
+    }
+}

@@ -1,0 +1,151 @@
+//! Circuit breaking against real failing upstreams.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn cfg(up: &Upstream, breaker: &str) -> String {
+    format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c, circuit_breaker: {breaker}}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+        up.addr
+    )
+}
+
+/// 5 consecutive failures open the breaker: the next 100 requests get 503
+/// circuit-open fast and the upstream sees none; after open_duration one
+/// probe goes through and its success closes the breaker.
+#[tokio::test]
+async fn opens_fails_fast_probes_and_closes() {
+    let up = Upstream::start_with(Fault::Status(503)).await;
+    let p = TestProxy::start(&cfg(&up, "{consecutive_failures: 5, open_duration: 300ms}")).await;
+    let cl = client();
+    for _ in 0..5 {
+        let r = cl.get(&p.url("/")).await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("x-outrigger-error"), None, "the upstream's own 503");
+    }
+    assert_eq!(p.metric(r#"outrigger_circuit_state{scope="route",name="r"}"#).await, 1.0);
+    let mut slowest = Duration::ZERO;
+    for _ in 0..100 {
+        let t = Instant::now();
+        let r = cl.get(&p.url("/")).await;
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("x-outrigger-error"), Some("circuit-open"));
+    }
+    assert!(slowest < Duration::from_millis(5), "slowest fast-fail took {slowest:?}");
+    assert_eq!(up.hits(), 5, "the upstream saw none of the refused requests");
+    // Recover, wait out the open period: one probe, and its success closes.
+    up.set_default(Fault::Status(200));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(cl.get(&p.url("/")).await.status, 200);
+    assert_eq!(up.hits(), 6);
+    assert_eq!(p.metric(r#"outrigger_circuit_state{scope="route",name="r"}"#).await, 0.0);
+    for to in ["open", "half-open", "closed"] {
+        let series = format!(r#"outrigger_circuit_transitions_total{{scope="route",name="r",to="{to}"}}"#);
+        assert_eq!(p.metric(&series).await, 1.0, "{to}");
+    }
+    for _ in 0..10 {
+        assert_eq!(cl.get(&p.url("/")).await.status, 200);
+    }
+}
+
+/// A failed probe re-opens the breaker at once.
+#[tokio::test]
+async fn failed_probe_reopens() {
+    let up = Upstream::start_with(Fault::Status(500)).await;
+    let p = TestProxy::start(&cfg(&up, "{consecutive_failures: 2, open_duration: 200ms}")).await;
+    let cl = client();
+    cl.get(&p.url("/")).await;
+    cl.get(&p.url("/")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cl.get(&p.url("/")).await.status, 500, "the probe reaches the upstream");
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
+    assert_eq!(up.hits(), 3);
+}
+
+/// 4xx answers are successes: they never open the breaker.
+#[tokio::test]
+async fn client_errors_do_not_trip() {
+    let up = Upstream::start_with(Fault::Status(404)).await;
+    let p = TestProxy::start(&cfg(&up, "{consecutive_failures: 3}")).await;
+    for _ in 0..20 {
+        assert_eq!(client().get(&p.url("/")).await.status, 404);
+    }
+    assert_eq!(up.hits(), 20);
+}
+
+/// A cluster's breaker is shared: failures through one route open it for
+/// another route to the same cluster. Connect failures count.
+#[tokio::test]
+async fn cluster_breaker_is_shared_by_routes() {
+    let addr = refused_addr();
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: a, match: {{path_prefix: /a}}, cluster: c}}, {{name: b, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{addr}\"], circuit_breaker: {{consecutive_failures: 3, open_duration: 10s}}}}]\n"
+    ))
+    .await;
+    let cl = client();
+    for _ in 0..3 {
+        assert_eq!(cl.get(&p.url("/a")).await.header("x-outrigger-error"), Some("upstream-connect-failure"));
+    }
+    assert_eq!(cl.get(&p.url("/b")).await.header("x-outrigger-error"), Some("circuit-open"));
+    assert_eq!(p.metric(r#"outrigger_circuit_state{scope="cluster",name="c"}"#).await, 1.0);
+    assert_eq!(p.metric(r#"outrigger_local_responses_total{route="b",reason="circuit-open"}"#).await, 1.0);
+}
+
+/// The failure rate over the window trips the breaker once min_requests
+/// calls have been seen.
+#[tokio::test]
+async fn failure_rate_trips() {
+    let up = Upstream::start().await;
+    up.plan((0..20).map(|i| Fault::Status(if i % 2 == 0 { 500 } else { 200 })));
+    let p = TestProxy::start(&cfg(&up, "{failure_rate: {threshold: 0.5, window: 10s, min_requests: 10}}")).await;
+    let cl = client();
+    for _ in 0..9 {
+        assert!(cl.get(&p.url("/")).await.header("x-outrigger-error").is_none());
+    }
+    cl.get(&p.url("/")).await; // the 10th call: 5 of 10 failed
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
+}
+
+/// Breaker state survives a config reload when its settings are unchanged,
+/// and starts fresh when they change.
+#[tokio::test]
+async fn state_survives_unchanged_reload() {
+    let up = Upstream::start_with(Fault::Status(503)).await;
+    let yaml = cfg(&up, "{consecutive_failures: 2, open_duration: 30s}");
+    let p = TestProxy::start(&yaml).await;
+    let cl = client();
+    cl.get(&p.url("/")).await;
+    cl.get(&p.url("/")).await;
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
+    let same = outrigger::config::parse(&format!("admin: {{address: 127.0.0.1:0}}\n{yaml}"), "t").unwrap();
+    p.proxy.apply(same).await.unwrap();
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"), "still open");
+    let changed = outrigger::config::parse(
+        &format!("admin: {{address: 127.0.0.1:0}}\n{}", cfg(&up, "{consecutive_failures: 3, open_duration: 30s}")),
+        "t",
+    )
+    .unwrap();
+    p.proxy.apply(changed).await.unwrap();
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), None, "a fresh breaker lets it through");
+}
+
+/// A hanging upstream behind a route with only `timeout` (no per-try
+/// timeout) still trips the breaker: each 504 counts as a failure.
+#[tokio::test]
+async fn route_timeouts_count_as_failures() {
+    let up = Upstream::start_with(Fault::Delay(Duration::from_secs(30), 200)).await;
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c, timeout: 100ms, circuit_breaker: {{consecutive_failures: 2, open_duration: 30s}}}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+        up.addr
+    ))
+    .await;
+    let cl = client();
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("timeout"));
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("timeout"));
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
+    assert_eq!(up.hits(), 2);
+}
