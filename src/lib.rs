@@ -15,6 +15,7 @@
 //! - `admin`: `/metrics`, `/live`, `/ready`, `/config`, `/clusters`, `/reload`.
 //! - `metrics`: every Prometheus family, registered into an injected registry.
 //! - `error`: `BoxError`, the contract's refusals, `rescue()`.
+//! - `fswatch`: a debounced watch on a file's folder (config and file discovery).
 //! - `body`: the one body type, with drop guards.
 //! - `runtime`: the running proxy: start, reload, drain.
 //! - `demo`: small built-in upstreams for a first run.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod error;
+pub mod fswatch;
 pub mod iptables;
 pub mod metrics;
 pub mod proxy;

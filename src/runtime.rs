@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use prometheus::Registry;
@@ -14,11 +15,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, ConfigErrors, Settings};
+use crate::discovery::registration::Registration;
 use crate::error::BoxError;
 use crate::metrics::Metrics;
 use crate::proxy::listener::{accept_loop, Limits};
 use crate::proxy::state::StateStore;
 use crate::proxy::table::{build_clusters, build_listener, Clusters, ListenerRoutes};
+
+/// The longest a reload waits for new clusters' first discovery answer.
+pub const WARM_UP: Duration = Duration::from_secs(5);
 
 /// A listener that is bound and accepting.
 struct Running {
@@ -47,6 +52,8 @@ pub struct Proxy {
     admin_addr: SocketAddr,
     /// Breakers, bulkheads and budgets kept across reloads.
     pub state: StateStore,
+    /// This proxy's own key in etcd, when `registration:` asks for one.
+    registration: OnceLock<Registration>,
 }
 
 impl Proxy {
@@ -70,9 +77,18 @@ impl Proxy {
             drain: CancellationToken::new(),
             connections: TaskTracker::new(),
             state: StateStore::default(),
+            registration: OnceLock::new(),
         });
         proxy.apply_listeners(&settings).await?;
         tokio::spawn(crate::admin::serve(admin, Arc::clone(&proxy), proxy.stop.clone()));
+        if let Some(r) = settings.registration.clone() {
+            let weak = Arc::downgrade(&proxy);
+            let registration = Registration::start(r, move || weak.upgrade().is_some_and(|p| p.is_ready()));
+            let _ = proxy.registration.set(registration);
+        }
+        if let Some(path) = settings.path.clone() {
+            config::reload::watch_file(&proxy, path, proxy.stop.clone());
+        }
         Ok(proxy)
     }
 
@@ -170,9 +186,23 @@ impl Proxy {
         result
     }
 
-    /// Swaps in a validated config.
+    /// Swaps in a validated config. New clusters warm up first: the swap
+    /// waits (up to [`WARM_UP`]) for their discovery's first answer, so no
+    /// request meets a new cluster with no endpoints yet.
     pub async fn apply(&self, settings: Settings) -> Result<(), BoxError> {
-        let clusters = build_clusters(&settings, &self.clusters.load(), &self.metrics)?;
+        let old = self.clusters.load_full();
+        let clusters = build_clusters(&settings, &old, &self.metrics)?;
+        let warming: Vec<_> = clusters
+            .iter()
+            .filter(|(name, c)| !old.get(*name).is_some_and(|o| Arc::ptr_eq(o, c)))
+            .map(|(_, c)| c.first_answer())
+            .collect();
+        if tokio::time::timeout(WARM_UP, futures_util::future::join_all(warming)).await.is_err() {
+            tracing::warn!(
+                ?WARM_UP,
+                "a new cluster has no endpoints yet; swapping anyway (/ready stays 503 until it has)"
+            );
+        }
         let previous = self.clusters.swap(Arc::new(clusters));
         if let Err(e) = self.apply_listeners(&settings).await {
             self.clusters.store(previous);
@@ -218,6 +248,10 @@ impl Proxy {
         let timeout = self.settings.load().drain_timeout;
         self.draining.store(true, Ordering::Release);
         tracing::info!(?timeout, "draining");
+        // Callers learn first, so they stop sending while we drain.
+        if let Some(r) = self.registration.get() {
+            r.deregister().await;
+        }
         for r in self.listeners.lock().await.values() {
             r.stop.cancel();
         }

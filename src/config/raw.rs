@@ -427,6 +427,10 @@ pub struct RawKubernetesDiscovery {
     /// Also use endpoints that are terminating but still serving.
     #[serde(default)]
     pub include_terminating: bool,
+    /// The API server's URL (e.g. `http://127.0.0.1:8001` behind
+    /// `kubectl proxy`). Default: in-cluster service account, else kubeconfig.
+    #[serde(default)]
+    pub api_server: Option<String>,
 }
 
 /// A port by name or number.

@@ -554,6 +554,9 @@ fn discovery(cx: &mut Ctx, p: &str, name: &str, d: &RawDiscovery) -> Option<Disc
             .collect();
         let min_ttl = cx.positive(&format!("{dp}.min_ttl"), dns.min_ttl, Duration::from_secs(1));
         let max_ttl = cx.positive(&format!("{dp}.max_ttl"), dns.max_ttl, Duration::from_secs(60));
+        if max_ttl < min_ttl {
+            cx.err(&format!("{dp}.max_ttl"), format!("max_ttl ({max_ttl:?}) is below min_ttl ({min_ttl:?})"));
+        }
         return match (&dns.name, dns.port, &dns.srv) {
             (Some(n), Some(port), None) => Some(DiscoverySettings::Dns {
                 name: n.clone(),
@@ -580,7 +583,13 @@ fn discovery(cx: &mut Ctx, p: &str, name: &str, d: &RawDiscovery) -> Option<Disc
                 Err(_) => PortRef::Name(s.clone()),
             },
         };
+        if let Some(url) = &k.api_server {
+            if !url.parse::<http::Uri>().is_ok_and(|u| u.scheme().is_some() && u.host().is_some()) {
+                cx.err(&format!("{p}.kubernetes.api_server"), format!("{url:?} is not a URL (http(s)://HOST:PORT)"));
+            }
+        }
         return Some(DiscoverySettings::Kubernetes {
+            api_server: k.api_server.clone(),
             service: k.service.clone(),
             namespace: k.namespace.clone().unwrap_or_else(|| "default".into()),
             port,

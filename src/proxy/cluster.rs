@@ -1,7 +1,6 @@
 //! A cluster at run time: its balancer, pooled client, discovery status
 //! and shared resilience state.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -9,6 +8,7 @@ use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use http::Version;
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::balance::background::Background;
@@ -42,7 +42,8 @@ pub struct Cluster {
     client: HttpClient,
     version: Version,
     attempts: Arc<AttemptMetrics>,
-    ready: Arc<AtomicBool>,
+    /// Flips to true at discovery's first good answer.
+    ready: watch::Receiver<bool>,
     status: Arc<ArcSwap<DiscoveryStatus>>,
     discovery_task: AbortHandle,
     /// Ejection expiry and health checks; stopped when the cluster drops.
@@ -59,18 +60,12 @@ impl Cluster {
         let source = discovery::source(&settings.discovery, base_dir)?;
         let balancer = Arc::new(Balancer::new(&settings.name, BalancerSettings::from(&settings)).with_metrics(metrics));
         let balance_tasks = Background::start(&balancer, &settings);
-        let ready = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = watch::channel(false);
         let status = Arc::new(ArcSwap::from_pointee(DiscoveryStatus {
             source: settings.discovery.kind(),
             ..Default::default()
         }));
-        let task = tokio::spawn(drive(
-            source,
-            Arc::clone(&balancer),
-            Arc::clone(&ready),
-            Arc::clone(&status),
-            metrics.clone(),
-        ));
+        let task = tokio::spawn(drive(source, Arc::clone(&balancer), ready_tx, Arc::clone(&status), metrics.clone()));
         let version = match settings.protocol {
             Protocol::Http1 => Version::HTTP_11,
             Protocol::Http2 => Version::HTTP_2,
@@ -95,7 +90,16 @@ impl Cluster {
 
     /// Whether discovery has answered at least once.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        *self.ready.borrow()
+    }
+
+    /// Waits for discovery's first good answer (at once if it came).
+    pub async fn first_answer(&self) {
+        let mut ready = self.ready.clone();
+        // An error means the driver ended without a good answer: never ready.
+        if ready.wait_for(|r| *r).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// What discovery last said.
@@ -115,7 +119,7 @@ impl Drop for Cluster {
 async fn drive(
     source: Box<dyn Discover>,
     balancer: Arc<Balancer>,
-    ready: Arc<AtomicBool>,
+    ready: watch::Sender<bool>,
     status: Arc<ArcSwap<DiscoveryStatus>>,
     metrics: Metrics,
 ) {
@@ -133,7 +137,7 @@ async fn drive(
                 s.last_update = Some(humantime::format_rfc3339_millis(SystemTime::now()).to_string());
                 s.last_error = None;
                 s.updates += 1;
-                ready.store(true, Ordering::Release);
+                ready.send_replace(true);
             }
             Err(e) => {
                 tracing::warn!(cluster = %cluster, error = %e, "discovery failed; keeping the last endpoints");

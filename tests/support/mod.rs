@@ -2,7 +2,11 @@
 //! the proxy started in-process from a YAML string, and a client.
 #![allow(dead_code, unused_imports)]
 
+pub mod dnsmasq;
+pub mod etcd;
+pub mod kube_api;
 pub mod upstream;
+pub mod wait;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use outrigger::runtime::Proxy;
 
 pub use upstream::{Fault, Upstream};
+pub use wait::{eventually, served_by, traffic_moves_to};
 
 /// A proxy running in this test process.
 pub struct TestProxy {

@@ -66,8 +66,17 @@ impl Upstream {
         Self::start_proto(Fault::Status(200), true).await
     }
 
+    /// Starts an upstream answering 200 on `addr` (another loopback IP, a
+    /// chosen port), or the bind error.
+    pub async fn start_at(addr: SocketAddr) -> std::io::Result<Upstream> {
+        Ok(Self::serve_on(TcpListener::bind(addr).await?, Fault::Status(200), false))
+    }
+
     async fn start_proto(fault: Fault, h2_only: bool) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), fault, h2_only)
+    }
+
+    fn serve_on(listener: TcpListener, fault: Fault, h2_only: bool) -> Upstream {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             hits: AtomicUsize::new(0),

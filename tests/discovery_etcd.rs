@@ -1,0 +1,115 @@
+//! `etcd` discovery and self-registration, against a real etcd.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::etcd::Etcd;
+use support::*;
+
+const FOLLOW: Duration = Duration::from_secs(2);
+
+async fn proxy_on(etcd: &str, prefix: &str) -> TestProxy {
+    TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\n\
+         clusters: [{{name: c, discovery: {{etcd: {{endpoints: [\"{etcd}\"], prefix: {prefix}}}}}}}]\n"
+    ))
+    .await
+}
+
+/// Keys registered, rewritten and deleted under the prefix move traffic
+/// within 2 s; a key outside the prefix changes nothing.
+#[tokio::test]
+async fn traffic_follows_keys_under_the_prefix() {
+    let etcd = Etcd::start().await;
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    etcd.put("/services/orders/a", &a.addr.to_string()).await;
+    etcd.put("/services/other/b", &b.addr.to_string()).await;
+    let p = proxy_on(&etcd.url, "/services/orders/").await;
+    traffic_moves_to(&p, a.addr, FOLLOW).await;
+
+    etcd.put("/services/orders/b", &format!("{{\"address\": \"{}\", \"weight\": 2}}", b.addr)).await;
+    etcd.delete("/services/orders/a").await;
+    traffic_moves_to(&p, b.addr, FOLLOW).await;
+
+    etcd.put("/services/orders/b", &format!("\"{}\"", a.addr)).await;
+    traffic_moves_to(&p, a.addr, FOLLOW).await;
+
+    etcd.delete("/services/orders/b").await;
+    eventually(FOLLOW, "an empty prefix empties the cluster", || async { served_by(&p).await == Err(503) }).await;
+}
+
+/// etcd dying keeps the last endpoints serving (the failure is counted and
+/// shown); when it returns, the source reconnects and follows again.
+#[tokio::test]
+async fn etcd_outage_keeps_the_last_endpoints_and_reconnects() {
+    let mut etcd = Etcd::start().await;
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    etcd.put("/s/a", &a.addr.to_string()).await;
+    let p = proxy_on(&etcd.url, "/s/").await;
+    traffic_moves_to(&p, a.addr, FOLLOW).await;
+
+    etcd.kill();
+    let errors = "outrigger_discovery_updates_total{cluster=\"c\",result=\"error\"}";
+    eventually(Duration::from_secs(5), "the outage is counted", || async { p.metric(errors).await >= 1.0 }).await;
+    assert_eq!(served_by(&p).await, Ok(a.addr.to_string()), "lost the last endpoints");
+    assert_eq!(p.admin_get("/ready").await.0, 200, "a later failure must not unready the proxy");
+
+    etcd.restart().await;
+    etcd.put("/s/b", &b.addr.to_string()).await;
+    etcd.delete("/s/a").await;
+    traffic_moves_to(&p, b.addr, Duration::from_secs(8)).await;
+}
+
+/// An etcd that cannot be reached at start: the cluster never gets its
+/// first answer, so /ready stays 503 and requests get `no-endpoints`.
+#[tokio::test]
+async fn unreachable_etcd_at_start_keeps_ready_503() {
+    let p = proxy_on(&format!("http://{}", refused_addr()), "/s/").await;
+    let errors = "outrigger_discovery_updates_total{cluster=\"c\",result=\"error\"}";
+    eventually(Duration::from_secs(5), "the failure is counted", || async { p.metric(errors).await >= 1.0 }).await;
+    assert_eq!(p.admin_get("/ready").await.0, 503);
+    let r = client().get(&p.url("/")).await;
+    assert_eq!((r.status.as_u16(), r.header("x-outrigger-error")), (503, Some("no-endpoints")));
+}
+
+/// The real binary registers itself once ready; on SIGTERM its key is gone
+/// the moment it has exited; on SIGKILL the key outlives it, then goes
+/// within the lease's ttl.
+#[tokio::test]
+async fn the_binary_registers_and_deregisters() {
+    let etcd = Etcd::start().await;
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.yaml");
+    let me = refused_addr();
+    std::fs::write(
+        &path,
+        format!(
+            "admin: {{address: {}}}\ndrain_timeout: 1s\nregistration: {{etcd: {{endpoints: [\"{}\"], key: /services/orders/pod-1, address: \"{me}\", ttl: 2s}}}}\n\
+             listeners: [{{name: l, address: \"{me}\", routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+            refused_addr(), etcd.url, up.addr
+        ),
+    )
+    .unwrap();
+    let key = "/services/orders/pod-1";
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_outrigger")).arg("--config").arg(&path).stderr(Stdio::null()).spawn().unwrap()
+    };
+    let registered = || async { etcd.get(key).await == Some(me.to_string()) };
+
+    let mut child = start();
+    eventually(Duration::from_secs(10), "the binary registers", registered).await;
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(etcd.get(key).await, None, "key left behind after SIGTERM");
+
+    let mut child = start();
+    eventually(Duration::from_secs(10), "the binary registers again", registered).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(registered().await, "nothing can remove the key but its lease");
+    eventually(Duration::from_secs(4), "the lease expires", || async { etcd.get(key).await.is_none() }).await;
+}
