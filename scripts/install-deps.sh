@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing need beyond cargo, on a fresh machine:
 # protoc (etcd-client's build compiles etcd's .proto files), and the outside
-# services and tools the tests use for real (etcd, dnsmasq, iptables, ip).
+# services the tests start for real (etcd, dnsmasq).
 set -euo pipefail
 
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler libprotobuf-dev)
-# iptables and iproute2: tests/iptables.rs applies rules in a namespace.
+# tests/iptables.rs applies rules in a network namespace.
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
