@@ -11,11 +11,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 
 use crate::error::BoxError;
+use crate::upstream::pool::Lease;
 
 /// Something to drop when a body is finished with.
 pub type Guard = Box<dyn Send + Sync>;
@@ -25,6 +26,9 @@ pub struct Body {
     kind: Kind,
     /// Released when the body is dropped (after its last frame is sent).
     guards: Vec<Guard>,
+    /// The upstream connection a response came over: handed back to its
+    /// pool when the last frame has passed.
+    lease: Option<Lease>,
 }
 
 enum Kind {
@@ -39,7 +43,7 @@ enum Kind {
 impl Body {
     /// No body.
     pub fn empty() -> Self {
-        Body { kind: Kind::Empty, guards: Vec::new() }
+        Body { kind: Kind::Empty, guards: Vec::new(), lease: None }
     }
 
     /// Any other body, boxed.
@@ -49,12 +53,26 @@ impl Body {
         B::Error: Into<BoxError>,
     {
         use http_body_util::BodyExt;
-        Body { kind: Kind::Boxed(body.map_err(Into::into).boxed()), guards: Vec::new() }
+        Body { kind: Kind::Boxed(body.map_err(Into::into).boxed()), guards: Vec::new(), lease: None }
     }
 
     /// Chunks already read from `rest`, to be sent before it.
     pub fn prefixed(prefix: VecDeque<Bytes>, rest: Body) -> Self {
-        Body { kind: Kind::Prefixed(prefix, Box::new(rest)), guards: Vec::new() }
+        Body { kind: Kind::Prefixed(prefix, Box::new(rest)), guards: Vec::new(), lease: None }
+    }
+
+    /// A response body from an upstream connection, which goes back to
+    /// its pool when the body ends.
+    pub fn upstream(body: Incoming, mut lease: Lease) -> Self {
+        if body.is_end_stream() {
+            lease.release();
+        }
+        Body { kind: Kind::Incoming(body), guards: Vec::new(), lease: Some(lease) }
+    }
+
+    /// The endpoint this body came from, for a response from an upstream.
+    pub fn served_by(&self) -> Option<std::net::SocketAddr> {
+        self.lease.as_ref().map(Lease::addr)
     }
 
     /// Keeps `guard` alive until this body is dropped.
@@ -71,7 +89,7 @@ impl Default for Body {
 
 impl From<Bytes> for Body {
     fn from(b: Bytes) -> Self {
-        Body { kind: if b.is_empty() { Kind::Empty } else { Kind::Full(Some(b)) }, guards: Vec::new() }
+        Body { kind: if b.is_empty() { Kind::Empty } else { Kind::Full(Some(b)) }, guards: Vec::new(), lease: None }
     }
 }
 
@@ -89,7 +107,7 @@ impl From<&'static str> for Body {
 
 impl From<Incoming> for Body {
     fn from(b: Incoming) -> Self {
-        Body { kind: Kind::Incoming(b), guards: Vec::new() }
+        Body { kind: Kind::Incoming(b), guards: Vec::new(), lease: None }
     }
 }
 
@@ -111,7 +129,42 @@ impl http_body::Body for Body {
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        let frame = this.kind.poll_frame(cx);
+        if let Some(lease) = &mut this.lease {
+            match &frame {
+                Poll::Ready(None) => lease.release(),
+                Poll::Ready(Some(Ok(_))) if this.kind.is_end_stream() => lease.release(),
+                _ => {}
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.kind.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.kind.size_hint()
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        // A body nobody read to its end (a HEAD, a 204, an empty retried
+        // 503) may still have ended: then its connection is reusable.
+        if let Some(lease) = &mut self.lease {
+            if self.kind.is_end_stream() {
+                lease.release();
+            }
+        }
+    }
+}
+
+impl Kind {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
@@ -124,7 +177,7 @@ impl http_body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
+        match self {
             Kind::Empty => true,
             Kind::Full(d) => d.is_none(),
             Kind::Incoming(b) => b.is_end_stream(),
@@ -134,7 +187,7 @@ impl http_body::Body for Body {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
+        match self {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::Incoming(b) => b.size_hint(),

@@ -139,6 +139,9 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> Refusal {
         if let Some(r) = e.downcast_ref::<Refusal>() {
             return *r;
         }
+        if e.is::<crate::upstream::pool::ConnectError>() {
+            return Refusal::UpstreamConnectFailure;
+        }
         if let Some(c) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
             if c.is_connect() {
                 return Refusal::UpstreamConnectFailure;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -15,6 +15,7 @@ use super::health_check::HealthState;
 use super::outlier::OutlierState;
 use super::policy::ewma::PeakEwma;
 use crate::discovery::EndpointSpec;
+use crate::upstream::pool::Pool;
 
 /// An endpoint with its running counters. Shared (`Arc`) between the
 /// endpoint set, in-flight requests and the admin view; the same object
@@ -40,6 +41,8 @@ pub struct Endpoint {
     pub outlier: OutlierState,
     /// Active health: the health checker's verdict.
     pub health: HealthState,
+    /// Its connections, made at the first request.
+    pub pool: OnceLock<Arc<Pool>>,
 }
 
 /// Where an endpoint stands, as the `state` label of `outrigger_endpoints`.
@@ -78,6 +81,7 @@ impl Endpoint {
             ewma: PeakEwma::new(now),
             outlier: OutlierState::default(),
             health: HealthState::default(),
+            pool: OnceLock::new(),
         }
     }
 

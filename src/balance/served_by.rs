@@ -1,17 +1,16 @@
 //! Which endpoint a try went to, so a retry can steer away from the one
 //! that just failed (see [`AvoidEndpoint`](super::AvoidEndpoint)).
 //!
-//! A response names its endpoint already: the pooled client puts the
-//! connection's [`HttpInfo`] in its extensions, so nothing is added per
-//! request. An error has no extensions, so the balancer wraps a failed
+//! A response names its endpoint already: its body holds the lease on the
+//! endpoint's connection, so nothing is added per request. An error has no extensions, so the balancer wraps a failed
 //! try's error in [`EndpointError`]; its `source()` is the cause, so
 //! [`classify`](crate::error::classify) still sees through it.
 
 use std::net::SocketAddr;
 
 use http::Response;
-use hyper_util::client::legacy::connect::HttpInfo;
 
+use crate::body::Body;
 use crate::error::BoxError;
 
 /// A try that failed on a known endpoint.
@@ -26,9 +25,9 @@ pub struct EndpointError {
 }
 
 /// The endpoint behind a try's result, when it is known.
-pub fn served_by<B>(result: &Result<Response<B>, BoxError>) -> Option<SocketAddr> {
+pub fn served_by(result: &Result<Response<Body>, BoxError>) -> Option<SocketAddr> {
     match result {
-        Ok(resp) => resp.extensions().get::<HttpInfo>().map(HttpInfo::remote_addr),
+        Ok(resp) => resp.body().served_by(),
         Err(err) => {
             let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
             while let Some(e) = cur {
@@ -54,14 +53,13 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let err: BoxError = Box::new(EndpointError { endpoint: addr, source: Box::new(Refusal::Timeout) });
         assert_eq!(classify(err.as_ref()), Refusal::Timeout);
-        let result: Result<Response<()>, BoxError> = Err(err);
+        let result: Result<Response<Body>, BoxError> = Err(err);
         assert_eq!(served_by(&result), Some(addr));
-        let unknown: Result<Response<()>, BoxError> = Err(Box::new(Refusal::NoEndpoints));
+        let unknown: Result<Response<Body>, BoxError> = Err(Box::new(Refusal::NoEndpoints));
         assert_eq!(served_by(&unknown), None);
     }
 
-    /// A response from the cluster's pooled client names the endpoint that
-    /// sent it (the client's connection info), with nothing added per request.
+    /// A response from an endpoint's pool names the endpoint that sent it.
     #[tokio::test]
     async fn responses_name_their_endpoint() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,10 +71,13 @@ mod tests {
             let _ = conn.read(&mut buf).await;
             conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n").await.unwrap();
         });
-        let client =
-            crate::upstream::client(std::time::Duration::from_secs(1), crate::config::settings::Protocol::Http1);
-        let req = http::Request::get(format!("http://{addr}/")).body(crate::body::Body::empty()).unwrap();
-        let result = client.request(req).await.map_err(BoxError::from);
+        let settings = crate::upstream::pool::PoolSettings::new(
+            std::time::Duration::from_secs(1),
+            crate::config::settings::Protocol::Http1,
+        );
+        let pool = std::sync::Arc::new(crate::upstream::pool::Pool::new(addr, std::sync::Arc::new(settings)));
+        let req = http::Request::get("/").header("host", "x").body(Body::empty()).unwrap();
+        let result = pool.send(req).await;
         assert_eq!(served_by(&result), Some(addr));
     }
 }

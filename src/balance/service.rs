@@ -1,5 +1,5 @@
 //! The innermost service of a route: pick an endpoint, send the request
-//! through the cluster's pooled client, report the outcome.
+//! over one of the endpoint's pooled connections, report the outcome.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,15 +14,16 @@ use tokio::time::Instant;
 use super::Balancer;
 use crate::body::Body;
 use crate::error::{outcome, BoxError, Outcome, Refusal};
+use crate::config::settings::Protocol;
 use crate::metrics::Metrics;
-use crate::upstream::HttpClient;
+use crate::upstream::pool::{Pool, PoolSettings};
 use prometheus::IntCounter;
 
 /// Sends each request to one endpoint chosen by the balancer.
 #[derive(Clone)]
 pub struct Balance {
     balancer: Arc<Balancer>,
-    client: HttpClient,
+    pool: Arc<PoolSettings>,
     version: Version,
     attempts: Arc<AttemptMetrics>,
 }
@@ -44,9 +45,13 @@ impl AttemptMetrics {
 }
 
 impl Balance {
-    /// A service over `balancer`'s endpoints using `client`.
-    pub fn new(balancer: Arc<Balancer>, client: HttpClient, version: Version, attempts: Arc<AttemptMetrics>) -> Self {
-        Balance { balancer, client, version, attempts }
+    /// A service over `balancer`'s endpoints, connecting as `pool` says.
+    pub fn new(balancer: Arc<Balancer>, pool: Arc<PoolSettings>, attempts: Arc<AttemptMetrics>) -> Self {
+        let version = match pool.protocol {
+            Protocol::Http1 => Version::HTTP_11,
+            Protocol::Http2 => Version::HTTP_2,
+        };
+        Balance { balancer, pool, version, attempts }
     }
 }
 
@@ -63,25 +68,32 @@ impl tower::Service<Request<Body>> for Balance {
         let Some(endpoint) = self.balancer.pick(&req) else {
             return Box::pin(std::future::ready(Err(Refusal::NoEndpoints.into())));
         };
-        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(endpoint.authority.clone());
-        parts.path_and_query = Some(path);
-        *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
+        if self.version == Version::HTTP_2 {
+            // :scheme and :authority name the endpoint.
+            let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(Scheme::HTTP);
+            parts.authority = Some(endpoint.authority.clone());
+            parts.path_and_query = Some(path);
+            *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
+        } else if req.uri().scheme().is_some() || req.uri().path_and_query().is_none() {
+            // HTTP/1 wants origin form; Host carries the authority.
+            let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(path);
+        }
         *req.version_mut() = self.version;
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let address = endpoint.address;
+        let pool = Arc::clone(endpoint.pool.get_or_init(|| Arc::new(Pool::new(address, Arc::clone(&self.pool)))));
         let in_flight = InFlight::new(endpoint);
         let start = Instant::now();
-        let fut = self.client.request(req);
+        let fut = pool.send(req);
         let balancer = Arc::clone(&self.balancer);
         let attempts = Arc::clone(&self.attempts);
         Box::pin(async move {
             let result = fut
                 .await
-                .map(|resp| resp.map(Body::from))
-                .map_err(|e| BoxError::from(super::EndpointError { endpoint: address, source: e.into() }));
+                .map_err(|e| BoxError::from(super::EndpointError { endpoint: address, source: e }));
             let outcome = outcome(&result);
             match outcome {
                 Outcome::Failure => attempts.failure.inc(),

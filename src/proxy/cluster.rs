@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
-use http::Version;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -14,11 +13,11 @@ use tokio::task::AbortHandle;
 use crate::balance::background::Background;
 use crate::balance::service::{AttemptMetrics, Balance};
 use crate::balance::{Balancer, BalancerSettings};
-use crate::config::settings::{ClusterSettings, Protocol};
+use crate::config::settings::ClusterSettings;
 use crate::discovery::{self, Discover};
 use crate::error::BoxError;
 use crate::metrics::Metrics;
-use crate::upstream::{self, HttpClient};
+use crate::upstream::pool::PoolSettings;
 
 /// What discovery last said, for /ready and /clusters.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -39,8 +38,7 @@ pub struct Cluster {
     pub settings: ClusterSettings,
     /// Endpoint selection.
     pub balancer: Arc<Balancer>,
-    client: HttpClient,
-    version: Version,
+    pool: Arc<PoolSettings>,
     attempts: Arc<AttemptMetrics>,
     /// Flips to true at discovery's first good answer.
     ready: watch::Receiver<bool>,
@@ -66,14 +64,9 @@ impl Cluster {
             ..Default::default()
         }));
         let task = tokio::spawn(drive(source, Arc::clone(&balancer), ready_tx, Arc::clone(&status), metrics.clone()));
-        let version = match settings.protocol {
-            Protocol::Http1 => Version::HTTP_11,
-            Protocol::Http2 => Version::HTTP_2,
-        };
         Ok(Arc::new(Cluster {
             attempts: Arc::new(AttemptMetrics::new(metrics, &settings.name)),
-            client: upstream::client(settings.connect_timeout, settings.protocol),
-            version,
+            pool: Arc::new(PoolSettings::new(settings.connect_timeout, settings.protocol)),
             settings,
             balancer,
             ready,
@@ -85,7 +78,7 @@ impl Cluster {
 
     /// The service that sends a request to one of this cluster's endpoints.
     pub fn endpoint_service(&self) -> Balance {
-        Balance::new(Arc::clone(&self.balancer), self.client.clone(), self.version, Arc::clone(&self.attempts))
+        Balance::new(Arc::clone(&self.balancer), Arc::clone(&self.pool), Arc::clone(&self.attempts))
     }
 
     /// Whether discovery has answered at least once.

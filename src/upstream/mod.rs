@@ -1,5 +1,7 @@
-//! The endpoint client: hyper-util's pooled client with keep-alive, one
-//! per cluster (its pool is keyed by endpoint authority).
+//! Upstream connections: [`pool`], each endpoint's own connections, for
+//! proxied requests; and hyper-util's pooled client for health checks.
+
+pub mod pool;
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::Body;
 use crate::config::settings::Protocol;
 
-/// A pooled HTTP client for one cluster.
+/// A pooled HTTP client for one cluster's health checks.
 pub type HttpClient = Client<HttpConnector, Body>;
 
 /// Builds a cluster's client.

@@ -1,0 +1,236 @@
+//! One endpoint's connections: hyper connection handles kept idle between
+//! requests, as linkerd2-proxy and pingora keep theirs.
+//!
+//! Why not hyper-util's pooled client: it keys one pool per client by
+//! authority (SipHash over the authority's bytes on every checkout), wraps
+//! every request in boxed futures, and spawns a task per response to wait
+//! for the connection to come free. A pool owned by the endpoint needs no
+//! key, and the connection is handed back by the response body itself when
+//! its last frame passes (see [`Lease`]), so nothing is spawned per request.
+//!
+//! HTTP/1: a LIFO stack of idle connections (the most recently used is the
+//! warmest and least likely to have been closed by the upstream). A
+//! connection is only put back after its response ended, so the next
+//! request finds it ready; one that is closed or still busy is dropped at
+//! checkout. A request that a reused connection could not even start
+//! (closed under us) is sent once more on a fresh connection.
+//!
+//! HTTP/2: one multiplexed connection, its handle cloned per request,
+//! replaced when it closes.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+
+use crate::body::Body;
+use crate::config::settings::Protocol;
+use crate::error::BoxError;
+
+/// How a cluster's endpoints connect and keep connections.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Bound on TCP connect.
+    pub connect_timeout: Duration,
+    /// HTTP/1.1 or HTTP/2 (prior knowledge).
+    pub protocol: Protocol,
+    /// Idle connections older than this are closed.
+    pub idle_timeout: Duration,
+    /// At most this many idle HTTP/1 connections are kept per endpoint.
+    pub max_idle: usize,
+}
+
+impl PoolSettings {
+    /// The defaults for a cluster: 90 s idle (longer than most upstreams
+    /// keep an idle connection, so they close first), 256 idle at most.
+    pub fn new(connect_timeout: Duration, protocol: Protocol) -> Self {
+        PoolSettings { connect_timeout, protocol, idle_timeout: Duration::from_secs(90), max_idle: 256 }
+    }
+}
+
+/// Connecting to the endpoint failed (refused, unreachable, timed out):
+/// the request never reached it.
+#[derive(Debug, thiserror::Error)]
+#[error("connect to {addr}: {source}")]
+pub struct ConnectError {
+    /// Where.
+    pub addr: SocketAddr,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The connections to one endpoint.
+pub struct Pool {
+    addr: SocketAddr,
+    settings: Arc<PoolSettings>,
+    /// HTTP/1: idle connections, oldest first.
+    idle: Mutex<Vec<Idle>>,
+    /// HTTP/2: the shared connection.
+    shared: Mutex<Option<http2::SendRequest<Body>>>,
+}
+
+struct Idle {
+    conn: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("addr", &self.addr).field("idle", &self.idle_count()).finish()
+    }
+}
+
+impl Pool {
+    /// An empty pool for `addr`.
+    pub fn new(addr: SocketAddr, settings: Arc<PoolSettings>) -> Self {
+        Pool { addr, settings, idle: Mutex::new(Vec::new()), shared: Mutex::new(None) }
+    }
+
+    /// The endpoint's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Idle HTTP/1 connections now.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+    }
+
+    /// Sends `req` (URI already in the form the protocol wants) and returns
+    /// the response whose body hands the connection back when it ends.
+    pub async fn send(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
+        match self.settings.protocol {
+            Protocol::Http1 => self.send_http1(req).await,
+            Protocol::Http2 => self.send_http2(req).await,
+        }
+    }
+
+    async fn send_http1(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
+        let (mut conn, reused) = match self.checkout() {
+            Some(conn) => (conn, true),
+            None => (self.connect_http1().await?, false),
+        };
+        let resp = match conn.try_send_request(req).await {
+            Ok(resp) => resp,
+            Err(mut e) => match e.take_message() {
+                // Not even started: the idle connection was closed under us.
+                Some(req) if reused => {
+                    conn = self.connect_http1().await?;
+                    conn.send_request(req).await?
+                }
+                _ => return Err(e.into_error().into()),
+            },
+        };
+        let lease = Lease { pool: self, conn: Some(conn) };
+        Ok(resp.map(|incoming| Body::upstream(incoming, lease)))
+    }
+
+    async fn send_http2(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
+        let shared = self.shared.lock().expect("pool lock").as_ref().filter(|c| !c.is_closed()).cloned();
+        let mut conn = match shared {
+            Some(conn) => conn,
+            None => {
+                let conn = self.connect_http2().await?;
+                *self.shared.lock().expect("pool lock") = Some(conn.clone());
+                conn
+            }
+        };
+        let resp = conn.send_request(req).await?;
+        let lease = Lease { pool: self, conn: None };
+        Ok(resp.map(|incoming| Body::upstream(incoming, lease)))
+    }
+
+    /// The most recently returned connection that is ready; closed or busy
+    /// ones found on the way are dropped.
+    fn checkout(&self) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        while let Some(entry) = idle.pop() {
+            if entry.conn.is_ready() && entry.since.elapsed() < self.settings.idle_timeout {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    /// Puts a connection whose exchange ended back on the stack.
+    fn put(&self, conn: http1::SendRequest<Body>) {
+        if conn.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle.lock().expect("pool lock");
+        // The oldest is first: drop the expired prefix.
+        let expired = idle.iter().take_while(|e| now.duration_since(e.since) >= self.settings.idle_timeout).count();
+        if expired > 0 {
+            idle.drain(..expired);
+        }
+        if idle.len() < self.settings.max_idle {
+            idle.push(Idle { conn, since: now });
+        }
+    }
+
+    async fn connect(&self) -> Result<TokioIo<TcpStream>, ConnectError> {
+        let err = |source| ConnectError { addr: self.addr, source };
+        let socket = if self.addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(err)?;
+        socket.set_keepalive(true).map_err(err)?;
+        let stream = tokio::time::timeout(self.settings.connect_timeout, socket.connect(self.addr))
+            .await
+            .map_err(|_| err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))?
+            .map_err(err)?;
+        stream.set_nodelay(true).map_err(err)?;
+        Ok(TokioIo::new(stream))
+    }
+
+    async fn connect_http1(&self) -> Result<http1::SendRequest<Body>, BoxError> {
+        let io = self.connect().await?;
+        let (send, conn) = http1::Builder::new().handshake(io).await?;
+        let addr = self.addr;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(endpoint = %addr, error = %e, "upstream connection ended");
+            }
+        });
+        Ok(send)
+    }
+
+    async fn connect_http2(&self) -> Result<http2::SendRequest<Body>, BoxError> {
+        let io = self.connect().await?;
+        let (send, conn) = http2::Builder::new(TokioExecutor::new()).timer(TokioTimer::new()).handshake(io).await?;
+        let addr = self.addr;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(endpoint = %addr, error = %e, "upstream connection ended");
+            }
+        });
+        Ok(send)
+    }
+}
+
+/// A response's claim on the connection it came over, carried in its body:
+/// the connection goes back to the pool when the body's last frame has
+/// passed, and is closed if the body is dropped before its end. Also how a
+/// response names the endpoint that sent it.
+pub struct Lease {
+    pool: Arc<Pool>,
+    conn: Option<http1::SendRequest<Body>>,
+}
+
+impl Lease {
+    /// The endpoint the response came from.
+    pub fn addr(&self) -> SocketAddr {
+        self.pool.addr
+    }
+
+    /// The exchange is over: the connection may serve the next request.
+    pub fn release(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.put(conn);
+        }
+    }
+}
