@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use super::Balancer;
 use crate::body::Body;
-use crate::error::{outcome, BoxError, Outcome, Refusal};
 use crate::config::settings::Protocol;
+use crate::error::{outcome, BoxError, Outcome, Refusal};
 use crate::metrics::Metrics;
 use crate::upstream::pool::{Pool, PoolSettings};
 use prometheus::IntCounter;
@@ -91,9 +91,7 @@ impl tower::Service<Request<Body>> for Balance {
         let balancer = Arc::clone(&self.balancer);
         let attempts = Arc::clone(&self.attempts);
         Box::pin(async move {
-            let result = fut
-                .await
-                .map_err(|e| BoxError::from(super::EndpointError { endpoint: address, source: e }));
+            let result = fut.await.map_err(|e| BoxError::from(super::EndpointError { endpoint: address, source: e }));
             let outcome = outcome(&result);
             match outcome {
                 Outcome::Failure => attempts.failure.inc(),

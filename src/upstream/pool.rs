@@ -234,3 +234,169 @@ impl Lease {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn pool(addr: SocketAddr, protocol: Protocol) -> Arc<Pool> {
+        Arc::new(Pool::new(addr, Arc::new(PoolSettings::new(Duration::from_secs(1), protocol))))
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).header("host", "upstream").body(Body::empty()).unwrap()
+    }
+
+    /// A hyper upstream answering `/big` with 1 MiB and anything else with
+    /// its path; counts the connections it accepted.
+    async fn upstream(protocol: Protocol) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let body = if req.uri().path() == "/big" {
+                        Bytes::from(vec![b'x'; 1 << 20])
+                    } else {
+                        Bytes::copy_from_slice(req.uri().path().as_bytes())
+                    };
+                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(body)))
+                });
+                let io = TokioIo::new(stream);
+                tokio::spawn(async move {
+                    let _ = match protocol {
+                        Protocol::Http1 => hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await,
+                        Protocol::Http2 => {
+                            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                .serve_connection(io, svc)
+                                .await
+                        }
+                    };
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn text(resp: Response<Body>) -> String {
+        String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    /// Sequential requests share one keep-alive connection, and each gets
+    /// its own answer.
+    #[tokio::test]
+    async fn sequential_requests_reuse_one_connection() {
+        let (addr, accepted) = upstream(Protocol::Http1).await;
+        let pool = pool(addr, Protocol::Http1);
+        for i in 0..20 {
+            let resp = Arc::clone(&pool).send(get(&format!("/{i}"))).await.unwrap();
+            assert_eq!(resp.body().served_by(), Some(addr));
+            assert_eq!(text(resp).await, format!("/{i}"));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    /// Concurrent requests each get a connection; afterwards they are all
+    /// idle and serve the next round without new connects.
+    #[tokio::test]
+    async fn concurrent_requests_open_connections_then_reuse_them() {
+        let (addr, accepted) = upstream(Protocol::Http1).await;
+        let pool = pool(addr, Protocol::Http1);
+        for _round in 0..3 {
+            let answers = futures_util::future::join_all(
+                (0..8).map(|i| Arc::clone(&pool).send(get(&format!("/{i}")))).collect::<Vec<_>>(),
+            )
+            .await;
+            for (i, r) in answers.into_iter().enumerate() {
+                assert_eq!(text(r.unwrap()).await, format!("/{i}"));
+            }
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 8);
+    }
+
+    /// A response body dropped before its end closes that connection: the
+    /// next request gets its own answer on a new one, never the rest of
+    /// the abandoned body.
+    #[tokio::test]
+    async fn an_abandoned_body_does_not_poison_the_pool() {
+        let (addr, accepted) = upstream(Protocol::Http1).await;
+        let pool = pool(addr, Protocol::Http1);
+        let mut resp = Arc::clone(&pool).send(get("/big")).await.unwrap();
+        let first = resp.body_mut().frame().await.unwrap().unwrap();
+        assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
+        drop(resp);
+        let resp = Arc::clone(&pool).send(get("/after")).await.unwrap();
+        assert_eq!(text(resp).await, "/after");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// An upstream that closes each connection after one answer (without
+    /// saying so): every request still succeeds, each on a fresh connection.
+    #[tokio::test]
+    async fn connections_closed_by_the_upstream_are_replaced() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                // Dropped: closed with no `Connection: close`.
+            }
+        });
+        let pool = pool(addr, Protocol::Http1);
+        for _ in 0..10 {
+            let resp = Arc::clone(&pool).send(get("/")).await.unwrap();
+            assert_eq!(text(resp).await, "ok");
+            // Let the connection task see the close before the next checkout.
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A refused connect is a `ConnectError`, which the edge answers with
+    /// 502 `upstream-connect-failure`.
+    #[tokio::test]
+    async fn refused_connects_are_connect_errors() {
+        let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let err = pool(addr, Protocol::Http1).send(get("/")).await.unwrap_err();
+        assert!(err.is::<ConnectError>(), "{err}");
+        assert_eq!(crate::error::classify(err.as_ref()), crate::error::Refusal::UpstreamConnectFailure);
+    }
+
+    /// HTTP/2: concurrent requests share one connection.
+    #[tokio::test]
+    async fn http2_multiplexes_one_connection() {
+        let (addr, accepted) = upstream(Protocol::Http2).await;
+        let pool = pool(addr, Protocol::Http2);
+        // The first request makes the connection; the rest share it.
+        assert_eq!(text(Arc::clone(&pool).send(h2_get("/first", addr)).await.unwrap()).await, "/first");
+        let answers = futures_util::future::join_all(
+            (0..16).map(|i| Arc::clone(&pool).send(h2_get(&format!("/{i}"), addr))).collect::<Vec<_>>(),
+        )
+        .await;
+        for (i, r) in answers.into_iter().enumerate() {
+            assert_eq!(text(r.unwrap()).await, format!("/{i}"));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    fn h2_get(path: &str, addr: SocketAddr) -> Request<Body> {
+        let mut req = Request::get(format!("http://{addr}{path}")).body(Body::empty()).unwrap();
+        *req.version_mut() = http::Version::HTTP_2;
+        req
+    }
+}
