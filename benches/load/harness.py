@@ -65,12 +65,13 @@ def tree(pid):
     return out
 
 
-def cpu_ticks(pids):
+def cpu_ticks(pids, fields=(11, 12)):
+    """utime + stime (fields 14, 15 of /proc/PID/stat); fields=(12,) for stime alone."""
     total = 0
     for p in pids:
         try:
             f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-            total += int(f[11]) + int(f[12])  # utime, stime (fields 14, 15)
+            total += sum(int(f[i]) for i in fields)
         except (OSError, IndexError):
             pass
     return total
@@ -171,9 +172,11 @@ def measure(t, upstream_pids, args):
         rss_idle = rss_mb(t.pids()) if t.proc else None
         wrk(url, 50, 2)  # warm up pools and caches
         pids = t.pids()
+        s0 = cpu_ticks(pids, (12,))
         p0, u0, c0, m0 = cpu_ticks(pids), cpu_ticks(upstream_pids), children_ticks(), machine_busy()
         reqs, rps, errors = wrk(url, 50, args.sat_secs)
         p1, u1, c1, m1 = cpu_ticks(pids), cpu_ticks(upstream_pids), children_ticks(), machine_busy()
+        s1 = cpu_ticks(pids, (12,))
         proxy_us = (p1 - p0) / CLK * 1e6 / reqs if t.proc else None
         up_us = (u1 - u0) / CLK * 1e6 / reqs
         other = max(0.0, (m1 - m0) - (p1 - p0) - (u1 - u0) - (c1 - c0)) / max(1, m1 - m0)
@@ -185,7 +188,8 @@ def measure(t, upstream_pids, args):
             time.sleep(3)
             rss_1k = rss_mb(t.pids())
             load.wait()
-        return {"rps": rps, "errors": errors, "cpu_us": proxy_us, "upstream_us": up_us,
+        sys_pct = 100.0 * (s1 - s0) / (p1 - p0) if t.proc and p1 > p0 else None
+        return {"rps": rps, "errors": errors, "cpu_us": proxy_us, "sys_pct": sys_pct, "upstream_us": up_us,
                 "cpu_ratio": proxy_us / up_us if proxy_us else None, "other_load": other,
                 "rss_idle": rss_idle, "rss_1k": rss_1k, **lat}
     finally:
@@ -267,7 +271,7 @@ def main():
     print(f"\nPinning: each proxy on CPU {PROXY_CPU} (taskset, one worker); upstream nginx (1 worker) and wrk/oha on "
           f"CPU {LOAD_CPU}. {args.rounds} rounds; median [min-max]. Saturation: wrk -t1 -c50 -d{args.sat_secs}s. "
           f"Latency: oha -q {args.rate} -c 10 -z {args.lat_secs}s --latency-correction.\n")
-    cols = [("req/s", "rps", 0), ("CPU us/req", "cpu_us", 1), ("CPU/upstream", "cpu_ratio", 2), ("p50 ms", "p50", 3),
+    cols = [("req/s", "rps", 0), ("CPU us/req", "cpu_us", 1), ("kernel %", "sys_pct", 0), ("CPU/upstream", "cpu_ratio", 2), ("p50 ms", "p50", 3),
             ("p99 ms", "p99", 3), ("p99.9 ms", "p99.9", 3), ("RSS idle MB", "rss_idle", 1), ("RSS 1k conns MB", "rss_1k", 1)]
     print("| target | " + " | ".join(c[0] for c in cols) + " |")
     print("|---" * (len(cols) + 1) + "|")

@@ -4,9 +4,12 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Request;
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1),
-/// plus the `Proxy-*` family.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// plus the `Proxy-*` family. `Connection` must stay first.
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::TE,
@@ -14,26 +17,56 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
 ];
+const TE_BIT: u8 = 1 << 2;
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
 
 /// Removes hop-by-hop headers, including any named in `Connection`.
+///
+/// One pass of cheap name comparisons finds which are present, so only
+/// those are removed (a removal hashes the name); most messages carry
+/// none, or only `Connection: keep-alive`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> =
-            conn.to_str().unwrap_or("").split(',').filter_map(|t| HeaderName::try_from(t.trim()).ok()).collect();
-        for n in named {
-            headers.remove(n);
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
         }
     }
-    // `TE: trailers` is end-to-end in meaning for HTTP/2 (gRPC needs it).
-    let te_trailers = headers.get(header::TE).is_some_and(|v| v == "trailers");
-    for h in &HOP_BY_HOP {
-        headers.remove(h);
+    if present == 0 {
+        return;
     }
-    headers.remove(header::PROXY_AUTHORIZATION);
+    // Other headers `Connection` names (`close` and `keep-alive` are not
+    // headers to remove, or are removed anyway).
+    let mut named: Vec<HeaderName> = Vec::new();
+    if present & 1 != 0 {
+        for value in headers.get_all(header::CONNECTION) {
+            for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
+                if token.is_empty() || token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::try_from(token) {
+                    if !is_hop_by_hop(&n) {
+                        named.push(n);
+                    }
+                }
+            }
+        }
+    }
+    for n in named {
+        headers.remove(n);
+    }
+    // `TE: trailers` is end-to-end in meaning for HTTP/2 (gRPC needs it).
+    let te_trailers = present & TE_BIT != 0 && headers.get(header::TE).is_some_and(|v| v == "trailers");
+    for (i, h) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(h);
+        }
+    }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -95,5 +128,28 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-keep"], "yes");
+    }
+
+    /// Every `Connection` header counts; `TE: trailers` survives; a message
+    /// with no hop-by-hop header is left as it is.
+    #[test]
+    fn response_headers() {
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("close"));
+        h.append("connection", HeaderValue::from_static("x-a, X-B"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert("x-b", HeaderValue::from_static("2"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<_> = h.iter().map(|(n, v)| format!("{n}: {}", v.to_str().unwrap())).collect();
+        assert_eq!(left, ["content-type: text/plain", "te: trailers"]);
+        let before = h.clone();
+        h.remove("te");
+        let untouched = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, untouched);
+        assert_ne!(before, untouched);
     }
 }

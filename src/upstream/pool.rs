@@ -18,12 +18,17 @@
 //! HTTP/2: one multiplexed connection, its handle cloned per request,
 //! replaced when it closes.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::client::conn::{http1, http2};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2, TrySendError};
+use pin_project_lite::pin_project;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
@@ -104,29 +109,26 @@ impl Pool {
 
     /// Sends `req` (URI already in the form the protocol wants) and returns
     /// the response whose body hands the connection back when it ends.
-    pub async fn send(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
-        match self.settings.protocol {
-            Protocol::Http1 => self.send_http1(req).await,
-            Protocol::Http2 => self.send_http2(req).await,
+    ///
+    /// The common case, a ready idle HTTP/1 connection, is sent at once and
+    /// its future kept inline (a few hundred bytes); connecting, the resend
+    /// after a stale connection, and HTTP/2 are boxed, being rare or not
+    /// measured as hot.
+    pub fn send(self: Arc<Self>, mut req: Request<Body>) -> Sending<impl Future<Output = TrySend>> {
+        if self.settings.protocol == Protocol::Http1 {
+            if let Some(mut conn) = self.checkout() {
+                return Sending::Reused { fut: conn.try_send_request(req), conn: Some(conn), pool: Some(self) };
+            }
+            return Sending::Slow { fut: Box::pin(self.send_fresh(req)) };
         }
+        *req.version_mut() = http::Version::HTTP_2;
+        Sending::Slow { fut: Box::pin(self.send_http2(req)) }
     }
 
-    async fn send_http1(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
-        let (mut conn, reused) = match self.checkout() {
-            Some(conn) => (conn, true),
-            None => (self.connect_http1().await?, false),
-        };
-        let resp = match conn.try_send_request(req).await {
-            Ok(resp) => resp,
-            Err(mut e) => match e.take_message() {
-                // Not even started: the idle connection was closed under us.
-                Some(req) if reused => {
-                    conn = self.connect_http1().await?;
-                    conn.send_request(req).await?
-                }
-                _ => return Err(e.into_error().into()),
-            },
-        };
+    /// Sends on a new HTTP/1 connection.
+    async fn send_fresh(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
+        let mut conn = self.connect_http1().await?;
+        let resp = conn.send_request(req).await?;
         let lease = Lease { pool: self, conn: Some(conn) };
         Ok(resp.map(|incoming| Body::upstream(incoming, lease)))
     }
@@ -209,6 +211,48 @@ impl Pool {
             }
         });
         Ok(send)
+    }
+}
+
+/// What hyper's `try_send_request` resolves to.
+pub type TrySend = Result<Response<Incoming>, TrySendError<Request<Body>>>;
+
+pin_project! {
+    /// A request on its way: see [`Pool::send`].
+    #[project = SendingProj]
+    #[allow(missing_docs)]
+    pub enum Sending<F> {
+        /// On a pooled connection.
+        // hyper's exchange; the connection and its pool, for the lease.
+        Reused { #[pin] fut: F, conn: Option<http1::SendRequest<Body>>, pool: Option<Arc<Pool>> },
+        /// Anything else.
+        // The whole exchange, connect included.
+        Slow { fut: Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>> },
+    }
+}
+
+impl<F: Future<Output = TrySend>> Future for Sending<F> {
+    type Output = Result<Response<Body>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let resend = match self.as_mut().project() {
+            SendingProj::Slow { fut } => return fut.as_mut().poll(cx),
+            SendingProj::Reused { fut, conn, pool } => match ready!(fut.poll(cx)) {
+                Ok(resp) => {
+                    let lease = Lease { pool: pool.take().expect("polled after completion"), conn: conn.take() };
+                    return Poll::Ready(Ok(resp.map(|incoming| Body::upstream(incoming, lease))));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Not even started: the idle connection was closed
+                    // under us. Once more, on a fresh connection.
+                    Some(req) => (pool.take().expect("polled after completion"), req),
+                    None => return Poll::Ready(Err(e.into_error().into())),
+                },
+            },
+        };
+        let (pool, req) = resend;
+        self.set(Sending::Slow { fut: Box::pin(pool.send_fresh(req)) });
+        self.poll(cx)
     }
 }
 
