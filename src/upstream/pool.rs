@@ -191,7 +191,7 @@ impl Pool {
 
     async fn connect_http1(&self) -> Result<http1::SendRequest<Body>, BoxError> {
         let io = self.connect().await?;
-        let (send, conn) = http1::Builder::new().handshake(io).await?;
+        let (send, conn) = http1::Builder::new().writev(false).handshake(io).await?;
         let addr = self.addr;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
