@@ -32,11 +32,13 @@ pin_project! {
         // The try in flight, if any.
         #[pin]
         fut: Option<F>,
-        // The backoff being waited out, if any.
-        #[pin]
-        sleep: Option<Sleep>,
+        // The backoff being waited out, if any. Boxed, as `attempts` is:
+        // this future is inline in every route's stack future (an `Either`
+        // is as large as its larger side), retrying or not, and small
+        // stays cheap to allocate and move.
+        sleep: Option<Pin<Box<Sleep>>>,
         // `None`: not retryable (method, or a body too large to keep), one try.
-        attempts: Option<Attempts<S>>,
+        attempts: Option<Box<Attempts<S>>>,
     }
 }
 
@@ -49,7 +51,7 @@ impl<S, F> ResponseFuture<S, F> {
     /// A retryable request; `fut` is its first try unless the body must be
     /// read first.
     pub(super) fn retrying(fut: Option<F>, attempts: Attempts<S>) -> Self {
-        ResponseFuture { fut, sleep: None, attempts: Some(attempts) }
+        ResponseFuture { fut, sleep: None, attempts: Some(Box::new(attempts)) }
     }
 }
 
@@ -178,7 +180,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut fut = this.fut;
-        let mut sleep = this.sleep;
+        let sleep = this.sleep;
         let Some(a) = this.attempts.as_mut() else {
             let once = fut.as_pin_mut().expect("polled after completion");
             return once.poll(cx).map_err(Into::into);
@@ -216,15 +218,15 @@ where
                             if wait.is_zero() {
                                 a.phase = Phase::Ready;
                             } else {
-                                sleep.set(Some(tokio::time::sleep(wait)));
+                                *sleep = Some(Box::pin(tokio::time::sleep(wait)));
                                 a.phase = Phase::Backoff;
                             }
                         }
                     }
                 }
                 Phase::Backoff => {
-                    ready!(sleep.as_mut().as_pin_mut().expect("a backoff is armed while waiting").poll(cx));
-                    sleep.set(None);
+                    ready!(sleep.as_mut().expect("a backoff is armed while waiting").as_mut().poll(cx));
+                    *sleep = None;
                     a.phase = Phase::Ready;
                 }
             }
