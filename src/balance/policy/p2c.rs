@@ -14,6 +14,10 @@ use super::Candidates;
 
 /// The less loaded of two random usable endpoints (weighted draws).
 pub fn pick(schedule: &Schedule, c: &impl Candidates, load: impl Fn(usize) -> f64) -> Option<usize> {
+    if c.len() == 1 {
+        // No second choice to draw (nor load to compare).
+        return c.usable(0).then_some(0);
+    }
     let a = random::pick(schedule, c)?;
     let Some(b) = random::pick_other(schedule, c, a) else { return Some(a) };
     if load(b) < load(a) {

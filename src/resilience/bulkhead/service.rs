@@ -5,12 +5,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
+use pin_project_lite::pin_project;
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tower::util::Oneshot;
 use tower::ServiceExt;
 
 use super::adaptive::AdaptiveLimit;
@@ -93,13 +95,22 @@ impl Bulkhead {
 
     /// Takes a slot: at once, or after waiting in the queue, or not at all.
     pub async fn acquire(self: &Arc<Self>) -> Result<Slot, Refusal> {
-        let permit = match Arc::clone(&self.semaphore).try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => self.wait().await.ok_or_else(|| self.reject())?,
-        };
+        if let Some(slot) = self.try_acquire() {
+            return Ok(slot);
+        }
+        let permit = self.wait().await.ok_or_else(|| self.reject())?;
+        Ok(self.slot(permit))
+    }
+
+    /// A slot if one is free now, without queueing.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+        Arc::clone(&self.semaphore).try_acquire_owned().ok().map(|p| self.slot(p))
+    }
+
+    fn slot(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.m.in_flight.inc();
-        Ok(Slot { permit: Some(permit), bulkhead: Arc::clone(self) })
+        Slot { permit: Some(permit), bulkhead: Arc::clone(self) }
     }
 
     async fn wait(&self) -> Option<OwnedSemaphorePermit> {
@@ -192,7 +203,7 @@ where
 {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+    type Future = ResponseFuture<S>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // Always ready: waiting for a slot happens per request, bounded by
@@ -202,15 +213,72 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
+        // A free slot (the common case) runs inline; only a request that
+        // must queue gets a boxed future for its wait.
+        if let Some(slot) = self.bulkhead.try_acquire() {
+            return ResponseFuture::Running { fut: inner.oneshot(req), run: Some(Run::new(slot)) };
+        }
         let bulkhead = Arc::clone(&self.bulkhead);
-        Box::pin(async move {
-            let slot = bulkhead.acquire().await?;
-            let start = Instant::now();
-            let result = inner.oneshot(req).await;
-            bulkhead.sample(start, outcome(&result) == Outcome::Failure);
-            let mut resp = result?;
-            resp.body_mut().push_guard(Box::new(slot));
-            Ok(resp)
-        })
+        ResponseFuture::Queued {
+            fut: Box::pin(async move {
+                let run = Run::new(bulkhead.acquire().await?);
+                let result = inner.oneshot(req).await;
+                run.finish(result)
+            }),
+        }
+    }
+}
+
+/// A request holding its slot.
+struct Run {
+    slot: Slot,
+    start: Instant,
+}
+
+impl Run {
+    fn new(slot: Slot) -> Self {
+        Run { slot, start: Instant::now() }
+    }
+
+    /// Samples the latency and hands the slot to the response body.
+    fn finish(self, result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
+        self.slot.bulkhead.sample(self.start, outcome(&result) == Outcome::Failure);
+        let mut resp = result?;
+        resp.body_mut().push_guard(Box::new(self.slot));
+        Ok(resp)
+    }
+}
+
+type Boxed = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+pin_project! {
+    /// The response future of [`BulkheadService`].
+    #[project = Proj]
+    #[allow(missing_docs)]
+    pub enum ResponseFuture<S>
+    where
+        S: tower::Service<Request<Body>>,
+    {
+        // Holding a slot, the request under way.
+        Running { #[pin] fut: Oneshot<S, Request<Body>>, run: Option<Run> },
+        // Waiting in the queue (or refused), then the request.
+        Queued { fut: Boxed },
+    }
+}
+
+impl<S> Future for ResponseFuture<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError>,
+{
+    type Output = Result<Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            Proj::Running { fut, run } => {
+                let result = ready!(fut.poll(cx));
+                Poll::Ready(run.take().expect("polled after completion").finish(result))
+            }
+            Proj::Queued { fut } => fut.as_mut().poll(cx),
+        }
     }
 }
