@@ -171,6 +171,32 @@ impl Metrics {
     pub fn unregistered() -> Self {
         Metrics::new(&Registry::new()).expect("fresh registry")
     }
+
+    /// Stops exporting the gauges of a breaker or bulkhead that no route or
+    /// cluster has any more (a reload removed it), so /metrics does not
+    /// keep reporting its last state. Counters stay, as Prometheus expects.
+    pub fn forget_state(&self, kind: &str, scope: &str, name: &str) {
+        let labels = [scope, name];
+        match kind {
+            crate::proxy::state::BREAKER => {
+                let _ = self.circuit_state.remove_label_values(&labels);
+            }
+            crate::proxy::state::BULKHEAD => {
+                for g in [&self.bulkhead_in_flight, &self.bulkhead_queued, &self.bulkhead_limit] {
+                    let _ = g.remove_label_values(&labels);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Stops exporting the gauges of a cluster a reload removed.
+    pub fn forget_cluster(&self, cluster: &str) {
+        for state in ["healthy", "ejected", "unhealthy"] {
+            let _ = self.endpoints.remove_label_values(&[cluster, state]);
+        }
+        let _ = self.panic_mode.remove_label_values(&[cluster]);
+    }
 }
 
 /// Status codes whose counters a route keeps at hand; others are looked

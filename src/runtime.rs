@@ -144,9 +144,11 @@ impl Proxy {
                 }
             }
         }
-        // State no route or cluster asked for any more goes now; a route
-        // removed and added back later starts fresh.
-        self.state.sweep();
+        // State no route or cluster asked for any more goes now, and its
+        // gauges with it; a route removed and added back later starts fresh.
+        for (kind, scope, name) in self.state.sweep() {
+            self.metrics.forget_state(kind, scope.label(), &name);
+        }
         Ok(())
     }
 
@@ -207,6 +209,9 @@ impl Proxy {
         if let Err(e) = self.apply_listeners(&settings).await {
             self.clusters.store(previous);
             return Err(e);
+        }
+        for gone in old.keys().filter(|name| !self.clusters.load().contains_key(*name)) {
+            self.metrics.forget_cluster(gone);
         }
         self.settings.store(Arc::new(settings));
         Ok(())

@@ -62,3 +62,47 @@ async fn clusters_view_shows_resilience_state() {
     assert_eq!(r["bulkhead"]["limit"], 7);
     assert!(r["circuit_breaker"].is_null());
 }
+
+/// A reload that removes a cluster and a route stops exporting their
+/// gauges (endpoints, breaker state, bulkhead), so dashboards do not show
+/// the last state of things that are gone; what remains keeps its series.
+#[tokio::test]
+async fn removed_clusters_and_routes_leave_metrics() {
+    let up = Upstream::start().await;
+    let both = format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [\
+         {{name: gone, match: {{path_prefix: /gone}}, cluster: old, circuit_breaker: {{consecutive_failures: 5}}, bulkhead: {{max_concurrent: 5}}}}, \
+         {{name: kept, cluster: new, circuit_breaker: {{consecutive_failures: 5}}}}]}}]\n\
+         clusters: [{{name: old, endpoints: [\"{a}\"]}}, {{name: new, endpoints: [\"{a}\"]}}]\n",
+        a = up.addr
+    );
+    let p = TestProxy::start(&both).await;
+    let (_, before) = p.admin_get("/metrics").await;
+    for series in [
+        "outrigger_endpoints{cluster=\"old\"",
+        "outrigger_circuit_state{name=\"gone\"",
+        "outrigger_bulkhead_in_flight{name=\"gone\"",
+        "outrigger_endpoints{cluster=\"new\"",
+        "outrigger_circuit_state{name=\"kept\"",
+    ] {
+        assert!(before.contains(series), "{series} before the reload");
+    }
+    let one = format!(
+        "admin: {{address: 127.0.0.1:0}}\nlisteners: [{{name: l, address: 127.0.0.1:0, routes: [\
+         {{name: kept, cluster: new, circuit_breaker: {{consecutive_failures: 5}}}}]}}]\n\
+         clusters: [{{name: new, endpoints: [\"{a}\"]}}]\n",
+        a = up.addr
+    );
+    p.proxy.apply(outrigger::config::parse(&one, "t").unwrap()).await.unwrap();
+    let (_, after) = p.admin_get("/metrics").await;
+    for gone in [
+        "outrigger_endpoints{cluster=\"old\"",
+        "outrigger_circuit_state{name=\"gone\"",
+        "outrigger_bulkhead_in_flight{name=\"gone\"",
+    ] {
+        assert!(!after.contains(gone), "{gone} after the reload");
+    }
+    for kept in ["outrigger_endpoints{cluster=\"new\"", "outrigger_circuit_state{name=\"kept\""] {
+        assert!(after.contains(kept), "{kept} after the reload");
+    }
+}

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::proxy::state::Scope;
+use crate::proxy::state::{Scope, BREAKER, BULKHEAD};
 use crate::resilience::bulkhead::Bulkhead;
 use crate::resilience::circuit_breaker::CircuitBreaker;
 use crate::runtime::Proxy;
@@ -18,13 +18,13 @@ fn breaker_json(b: &CircuitBreaker) -> Value {
 fn resilience(proxy: &Proxy, scope: Scope, name: &str) -> (Value, Value) {
     let breaker = proxy
         .state
-        .all::<CircuitBreaker>("circuit_breaker")
+        .all::<CircuitBreaker>(BREAKER)
         .into_iter()
         .find(|(s, n, _)| *s == scope && n == name)
         .map_or(Value::Null, |(_, _, b)| breaker_json(&b));
     let bulkhead = proxy
         .state
-        .all::<Bulkhead>("bulkhead")
+        .all::<Bulkhead>(BULKHEAD)
         .into_iter()
         .find(|(s, n, _)| *s == scope && n == name)
         .map_or(Value::Null, |(_, _, b)| json!(b.view()));

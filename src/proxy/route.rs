@@ -20,7 +20,7 @@ use http::{Request, Response};
 use tower::{ServiceBuilder, ServiceExt};
 
 use super::cluster::Cluster;
-use super::state::{Scope, StateStore};
+use super::state::{Scope, StateStore, BREAKER, BULKHEAD};
 use crate::body::Body;
 use crate::config::settings::{ClusterSettings, RouteSettings};
 use crate::error::BoxError;
@@ -194,8 +194,7 @@ fn breaker(
     state: &StateStore,
 ) -> Option<CircuitBreakerLayer> {
     let s = settings?;
-    let b =
-        state.get_or_make("circuit_breaker", scope, name, s, || CircuitBreaker::new(s.clone(), scope, name, metrics));
+    let b = state.get_or_make(BREAKER, scope, name, s, || CircuitBreaker::new(s.clone(), scope, name, metrics));
     Some(CircuitBreakerLayer::new(b, deadline))
 }
 
@@ -209,7 +208,7 @@ fn bulkhead(
     state: &StateStore,
 ) -> Option<BulkheadLayer> {
     let s = settings?;
-    let b = state.get_or_make("bulkhead", scope, name, s, || Bulkhead::new(*s, scope, name, metrics));
+    let b = state.get_or_make(BULKHEAD, scope, name, s, || Bulkhead::new(*s, scope, name, metrics));
     Some(BulkheadLayer::new(b))
 }
 

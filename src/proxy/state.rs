@@ -26,6 +26,11 @@ impl Scope {
     }
 }
 
+/// The kind of a circuit breaker's entry.
+pub const BREAKER: &str = "circuit_breaker";
+/// The kind of a bulkhead's entry.
+pub const BULKHEAD: &str = "bulkhead";
+
 type Key = (&'static str, Scope, String);
 type Entry = (Box<dyn Any + Send + Sync>, Arc<dyn Any + Send + Sync>, u64);
 
@@ -89,12 +94,16 @@ impl StateStore {
         self.entries.lock().expect("state store poisoned").0 += 1;
     }
 
-    /// Drops entries the last build did not use.
-    pub fn sweep(&self) {
+    /// Drops entries the last build did not use, and says which.
+    pub fn sweep(&self) -> Vec<(&'static str, Scope, String)> {
         let mut guard = self.entries.lock().expect("state store poisoned");
         let (generation, map) = &mut *guard;
         let g = *generation;
-        map.retain(|_, (_, _, used)| *used == g);
+        let gone: Vec<_> = map.iter().filter(|(_, (_, _, used))| *used != g).map(|(k, _)| k.clone()).collect();
+        for k in &gone {
+            map.remove(k);
+        }
+        gone
     }
 }
 
