@@ -63,6 +63,7 @@ async fn share_to_fast(policy: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_request_favours_the_fast_endpoint() {
     let share = share_to_fast("least_request").await;
+    println!("least_request: {:.0} of 500 to the fast endpoint", share * 500.0);
     assert!(share >= 0.75, "fast endpoint got {share}");
 }
 
@@ -70,6 +71,7 @@ async fn least_request_favours_the_fast_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_ewma_favours_the_fast_endpoint() {
     let share = share_to_fast("peak_ewma").await;
+    println!("peak_ewma: {:.0} of 500 to the fast endpoint", share * 500.0);
     assert!(share >= 0.75, "fast endpoint got {share}");
 }
 
@@ -77,6 +79,7 @@ async fn peak_ewma_favours_the_fast_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_splits_evenly_whatever_the_latency() {
     let share = share_to_fast("round_robin").await;
+    println!("round_robin: {:.0} of 500 to the fast endpoint", share * 500.0);
     assert!((0.45..=0.55).contains(&share), "fast endpoint got {share}");
 }
 
@@ -141,6 +144,7 @@ async fn keys_moved_by_removal(policy: &str) -> (usize, usize, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ring_hash_moves_only_the_removed_endpoints_keys() {
     let (moved, from_removed, on_removed) = keys_moved_by_removal("ring_hash").await;
+    println!("ring_hash: {moved} of 1000 keys moved, all from the removed endpoint");
     assert_eq!(moved, from_removed, "keys of remaining endpoints stayed");
     assert_eq!(from_removed, on_removed, "every key of the removed endpoint moved");
     assert!(moved <= 350, "{moved} of 1000 keys moved");
@@ -151,6 +155,7 @@ async fn ring_hash_moves_only_the_removed_endpoints_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maglev_moves_few_keys_when_an_endpoint_leaves() {
     let (moved, from_removed, on_removed) = keys_moved_by_removal("maglev").await;
+    println!("maglev: {moved} of 1000 keys moved");
     assert_eq!(from_removed, on_removed, "every key of the removed endpoint moved");
     assert!(moved <= 350, "{moved} of 1000 keys moved");
 }

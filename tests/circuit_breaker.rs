@@ -35,6 +35,7 @@ async fn opens_fails_fast_probes_and_closes() {
         assert_eq!(r.status, 503);
         assert_eq!(r.header("x-outrigger-error"), Some("circuit-open"));
     }
+    println!("circuit-open: slowest of 100 fast-fails {slowest:?}");
     assert!(slowest < Duration::from_millis(5), "slowest fast-fail took {slowest:?}");
     assert_eq!(up.hits(), 5, "the upstream saw none of the refused requests");
     // Recover, wait out the open period: one probe, and its success closes.

@@ -82,6 +82,7 @@ async fn config_file_rewrites_under_load_fail_no_request() {
     for l in load {
         failed.extend(l.await.unwrap());
     }
+    println!("config rewrites under load: {} of {} requests failed", failed.len(), sent.load(Ordering::Relaxed));
     assert!(sent.load(Ordering::Relaxed) >= 2000);
     assert!(
         failed.is_empty(),

@@ -87,6 +87,7 @@ async fn round_robin_spreads_evenly() {
         assert_eq!(cl.get(&p.url("/")).await.status, 200);
     }
     let share = a.hits() as f64 / 1000.0;
+    println!("round robin: {} / {} of 1000", a.hits(), b.hits());
     assert!((0.45..=0.55).contains(&share), "a got {share}");
     assert_eq!(a.hits() + b.hits(), 1000);
 }
