@@ -81,6 +81,12 @@ impl tower::Service<Request<Body>> for Balance {
             let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
             *req.uri_mut() = Uri::from(path);
         }
+        if self.version == Version::HTTP_11 && !req.headers().contains_key(http::header::HOST) {
+            // HTTP/1.1 requires a Host; an HTTP/1.0 client may have sent none.
+            if let Ok(host) = http::HeaderValue::from_str(endpoint.authority.as_str()) {
+                req.headers_mut().insert(http::header::HOST, host);
+            }
+        }
         *req.version_mut() = self.version;
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let address = endpoint.address;
