@@ -141,6 +141,8 @@ pub(super) fn validate(raw: RawConfig, file: &str, positions: &Positions) -> Res
 
     let registration = raw.registration.as_ref().and_then(|r| {
         let e = &r.etcd;
+        #[cfg(not(feature = "etcd"))]
+        cx.err("registration.etcd", crate::discovery::NO_ETCD);
         if e.endpoints.is_empty() {
             cx.err("registration.etcd.endpoints", "registration needs at least one etcd endpoint");
         }
@@ -597,6 +599,8 @@ fn discovery(cx: &mut Ctx, p: &str, name: &str, d: &RawDiscovery) -> Option<Disc
         });
     }
     if let Some(e) = &d.etcd {
+        #[cfg(not(feature = "etcd"))]
+        cx.err(&format!("{p}.etcd"), crate::discovery::NO_ETCD);
         if e.endpoints.is_empty() {
             cx.err(&format!("{p}.etcd.endpoints"), "etcd discovery needs at least one endpoint");
         }

@@ -18,9 +18,14 @@
 //! - `registration`: this proxy's own key in etcd, under a lease.
 
 pub mod dns;
+#[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod file;
 pub mod kubernetes;
+#[cfg(feature = "etcd")]
+pub mod registration;
+#[cfg(not(feature = "etcd"))]
+#[path = "registration_off.rs"]
 pub mod registration;
 pub mod static_;
 pub mod wire;
@@ -163,11 +168,18 @@ pub fn source(settings: &DiscoverySettings, base_dir: Option<&std::path::Path>) 
                 api_server: api_server.clone(),
             }))
         }
+        #[cfg(feature = "etcd")]
         DiscoverySettings::Etcd { endpoints, prefix } => {
             Ok(Box::new(etcd::EtcdSource { endpoints: endpoints.clone(), prefix: prefix.clone() }))
         }
+        #[cfg(not(feature = "etcd"))]
+        DiscoverySettings::Etcd { .. } => Err(NO_ETCD.into()),
     }
 }
+
+/// What a build without the `etcd` feature says to etcd settings.
+#[cfg(not(feature = "etcd"))]
+pub const NO_ETCD: &str = "this build has no etcd support: build with the default `etcd` feature (it needs protoc)";
 
 #[cfg(test)]
 mod tests {
@@ -189,6 +201,18 @@ mod tests {
         assert!(errs.to_string().contains("{name, port} or {srv}"), "{errs}");
     }
 
+    /// A build without etcd refuses etcd settings at their place, saying
+    /// why, rather than failing when the cluster starts.
+    #[cfg(not(feature = "etcd"))]
+    #[test]
+    fn etcd_settings_are_refused_without_the_feature() {
+        let errs = parse(&cluster("{etcd: {endpoints: [\"http://127.0.0.1:1\"], prefix: /p/}}"), "x.yaml").unwrap_err();
+        assert!(errs.to_string().starts_with("x.yaml:4:") && errs.to_string().contains("no etcd support"), "{errs}");
+        let reg = "registration: {etcd: {endpoints: [\"http://127.0.0.1:1\"], key: /k, address: \"127.0.0.1:1\"}}\n";
+        let errs = parse(&format!("{reg}listeners: []\nclusters: []\n"), "x.yaml").unwrap_err();
+        assert!(errs.to_string().contains("no etcd support"), "{errs}");
+    }
+
     /// Every source builds from valid settings (no I/O happens until its
     /// stream is polled).
     #[test]
@@ -197,6 +221,7 @@ mod tests {
             "{file: {path: eps.yaml}}",
             "{dns: {srv: _http._tcp.x, servers: [\"127.0.0.1:53\"]}}",
             "{kubernetes: {service: s, port: http, api_server: \"http://127.0.0.1:1\"}}",
+            #[cfg(feature = "etcd")]
             "{etcd: {endpoints: [\"http://127.0.0.1:1\"], prefix: /p/}}",
         ] {
             let s = parse(&cluster(d), "x.yaml").unwrap_or_else(|e| panic!("{d}: {e}"));

@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod dnsmasq;
+#[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod kube_api;
 pub mod upstream;
