@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::settings::RegistrationSettings;
 use crate::config::{self, ConfigErrors, Settings};
 use crate::discovery::registration::Registration;
 use crate::error::BoxError;
@@ -52,8 +53,12 @@ pub struct Proxy {
     admin_addr: SocketAddr,
     /// Breakers, bulkheads and budgets kept across reloads.
     pub state: StateStore,
-    /// This proxy's own key in etcd, when `registration:` asks for one.
-    registration: OnceLock<Registration>,
+    /// This proxy's own key in etcd, when `registration:` asks for one,
+    /// with the settings it was made from (a reload that changes them
+    /// replaces it).
+    registration: Mutex<Option<(RegistrationSettings, Registration)>>,
+    /// Itself, for tasks that must not keep it alive.
+    me: Weak<Proxy>,
 }
 
 impl Proxy {
@@ -65,10 +70,11 @@ impl Proxy {
         let admin = TcpListener::bind(settings.admin)
             .await
             .map_err(|e| format!("cannot bind admin address {}: {e}", settings.admin))?;
-        let proxy = Arc::new(Proxy {
+        let admin_addr = admin.local_addr()?;
+        let proxy = Arc::new_cyclic(|me| Proxy {
             registry,
             metrics,
-            admin_addr: admin.local_addr()?,
+            admin_addr,
             settings: ArcSwap::from_pointee(settings.clone()),
             clusters: ArcSwap::from_pointee(clusters),
             listeners: Mutex::new(HashMap::new()),
@@ -77,15 +83,12 @@ impl Proxy {
             drain: CancellationToken::new(),
             connections: TaskTracker::new(),
             state: StateStore::default(),
-            registration: OnceLock::new(),
+            registration: Mutex::new(None),
+            me: me.clone(),
         });
         proxy.apply_listeners(&settings).await?;
         tokio::spawn(crate::admin::serve(admin, Arc::clone(&proxy), proxy.stop.clone()));
-        if let Some(r) = settings.registration.clone() {
-            let weak = Arc::downgrade(&proxy);
-            let registration = Registration::start(r, move || weak.upgrade().is_some_and(|p| p.is_ready()));
-            let _ = proxy.registration.set(registration);
-        }
+        proxy.apply_registration(settings.registration.clone()).await;
         if let Some(path) = settings.path.clone() {
             config::reload::watch_file(&proxy, path, proxy.stop.clone());
         }
@@ -213,8 +216,29 @@ impl Proxy {
         for gone in old.keys().filter(|name| !self.clusters.load().contains_key(*name)) {
             self.metrics.forget_cluster(gone);
         }
+        self.apply_registration(settings.registration.clone()).await;
         self.settings.store(Arc::new(settings));
         Ok(())
+    }
+
+    /// Registers as `wanted` says: unchanged settings keep the running
+    /// registration (and its lease); changed or removed ones revoke the old
+    /// key first, so the registry never lists this proxy twice.
+    async fn apply_registration(&self, wanted: Option<RegistrationSettings>) {
+        let mut current = self.registration.lock().await;
+        if current.as_ref().map(|(s, _)| s) == wanted.as_ref() {
+            return;
+        }
+        if let Some((old, registration)) = current.take() {
+            tracing::info!(key = %old.key, "registration changed; revoking the old key");
+            registration.deregister().await;
+        }
+        if let Some(settings) = wanted.filter(|_| !self.is_draining()) {
+            let me = self.me.clone();
+            let registration =
+                Registration::start(settings.clone(), move || me.upgrade().is_some_and(|p| p.is_ready()));
+            *current = Some((settings, registration));
+        }
     }
 
     /// The running config.
@@ -254,7 +278,7 @@ impl Proxy {
         self.draining.store(true, Ordering::Release);
         tracing::info!(?timeout, "draining");
         // Callers learn first, so they stop sending while we drain.
-        if let Some(r) = self.registration.get() {
+        if let Some((_, r)) = self.registration.lock().await.take() {
             r.deregister().await;
         }
         for r in self.listeners.lock().await.values() {

@@ -113,3 +113,41 @@ async fn the_binary_registers_and_deregisters() {
     assert!(registered().await, "nothing can remove the key but its lease");
     eventually(Duration::from_secs(4), "the lease expires", || async { etcd.get(key).await.is_none() }).await;
 }
+
+/// Registration follows the config: a reload that changes the key revokes
+/// the old one and registers the new; one that drops `registration:`
+/// revokes it; an unchanged reload keeps the same lease.
+#[tokio::test]
+async fn registration_follows_reloads() {
+    let etcd = Etcd::start().await;
+    let up = Upstream::start().await;
+    let me = refused_addr();
+    let cfg = |registration: &str| {
+        format!(
+            "admin: {{address: 127.0.0.1:0}}\n{registration}\
+             listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\n\
+             clusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+            up.addr
+        )
+    };
+    let reg = |key: &str| {
+        format!("registration: {{etcd: {{endpoints: [\"{}\"], key: {key}, address: \"{me}\", ttl: 5s}}}}\n", etcd.url)
+    };
+    let p = TestProxy::start(&cfg(&reg("/svc/a"))).await;
+    let has = |key: &'static str| {
+        let etcd = &etcd;
+        move || async move { etcd.get(key).await.is_some() }
+    };
+    eventually(FOLLOW, "registered as /svc/a", has("/svc/a")).await;
+    let lease = etcd.lease_of("/svc/a").await;
+
+    p.proxy.apply(outrigger::config::parse(&cfg(&reg("/svc/a")), "t").unwrap()).await.unwrap();
+    assert_eq!(etcd.lease_of("/svc/a").await, lease, "an unchanged reload keeps the lease");
+
+    p.proxy.apply(outrigger::config::parse(&cfg(&reg("/svc/b")), "t").unwrap()).await.unwrap();
+    assert_eq!(etcd.get("/svc/a").await, None, "the old key is revoked before the reload returns");
+    eventually(FOLLOW, "registered as /svc/b", has("/svc/b")).await;
+
+    p.proxy.apply(outrigger::config::parse(&cfg(""), "t").unwrap()).await.unwrap();
+    assert_eq!(etcd.get("/svc/b").await, None, "no registration, no key");
+}

@@ -89,6 +89,12 @@ impl Etcd {
         let r = self.client().await.get(key, None::<GetOptions>).await.unwrap();
         r.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
     }
+
+    /// The lease `key` is attached to (0: none, or no key).
+    pub async fn lease_of(&self, key: &str) -> i64 {
+        let r = self.client().await.get(key, None::<GetOptions>).await.unwrap();
+        r.kvs().first().map_or(0, |kv| kv.lease())
+    }
 }
 
 impl Drop for Etcd {
