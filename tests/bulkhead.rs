@@ -130,3 +130,33 @@ async fn cluster_pool_is_shared() {
     assert_eq!(client().get(&p.url("/b")).await.header("x-outrigger-error"), Some("bulkhead-full"));
     assert_eq!(first.await.unwrap(), 200);
 }
+
+/// An adaptive bulkhead learns from a failing upstream: 5xx answers cut its
+/// limit down to `min` (shown in `outrigger_bulkhead_limit` and /clusters),
+/// and the lowered limit is enforced: of 6 concurrent slow requests only
+/// `min` get through.
+#[tokio::test]
+async fn adaptive_limit_falls_with_failures_and_is_enforced() {
+    let slow = Upstream::start_with(Fault::Status(503)).await;
+    let fast = Upstream::start().await;
+    let p =
+        TestProxy::start(&cfg(&slow, &fast, "{max_concurrent: 20, max_queued: 0, adaptive: {min: 2, max: 40}}")).await;
+    let limit = r#"outrigger_bulkhead_limit{scope="route",name="slow"}"#;
+    assert_eq!(p.metric(limit).await, 20.0);
+    for _ in 0..40 {
+        assert_eq!(client().get(&p.url("/slow")).await.status, 503);
+    }
+    assert_eq!(p.metric(limit).await, 2.0, "40 failures in a row bring the limit to min");
+    let (_, clusters) = p.admin_get("/clusters").await;
+    assert!(clusters.contains("\"limit\": 2"), "{clusters}");
+
+    slow.set_default(Fault::Delay(Duration::from_millis(300), 200));
+    let answers = futures_util::future::join_all((0..6).map(|_| {
+        let url = p.url("/slow");
+        async move { client().get(&url).await }
+    }))
+    .await;
+    let ok = answers.iter().filter(|r| r.status == 200).count();
+    let full = answers.iter().filter(|r| r.header("x-outrigger-error") == Some("bulkhead-full")).count();
+    assert_eq!((ok, full), (2, 4));
+}
