@@ -59,6 +59,9 @@ pub struct Proxy {
     registration: Mutex<Option<(RegistrationSettings, Registration)>>,
     /// Itself, for tasks that must not keep it alive.
     me: Weak<Proxy>,
+    /// Reloads (SIGHUP, file watch, POST /reload) take turns, so a slower
+    /// one that read an older file cannot land after a newer one.
+    applying: Mutex<()>,
 }
 
 impl Proxy {
@@ -85,6 +88,7 @@ impl Proxy {
             state: StateStore::default(),
             registration: Mutex::new(None),
             me: me.clone(),
+            applying: Mutex::new(()),
         });
         proxy.apply_listeners(&settings).await?;
         tokio::spawn(crate::admin::serve(admin, Arc::clone(&proxy), proxy.stop.clone()));
@@ -166,8 +170,9 @@ impl Proxy {
                 message: "this proxy was not started from a file".into(),
             }]));
         };
+        let _turn = self.applying.lock().await;
         let result = match config::load(&path) {
-            Ok(settings) => self.apply(settings).await.map_err(|e| {
+            Ok(settings) => self.apply_in_turn(settings).await.map_err(|e| {
                 ConfigErrors(vec![config::ConfigError {
                     file: path.display().to_string(),
                     position: None,
@@ -195,6 +200,12 @@ impl Proxy {
     /// waits (up to [`WARM_UP`]) for their discovery's first answer, so no
     /// request meets a new cluster with no endpoints yet.
     pub async fn apply(&self, settings: Settings) -> Result<(), BoxError> {
+        let _turn = self.applying.lock().await;
+        self.apply_in_turn(settings).await
+    }
+
+    /// [`Proxy::apply`] for a caller holding the turn.
+    async fn apply_in_turn(&self, settings: Settings) -> Result<(), BoxError> {
         let old = self.clusters.load_full();
         let clusters = build_clusters(&settings, &old, &self.metrics)?;
         let warming: Vec<_> = clusters
