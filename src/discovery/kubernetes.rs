@@ -73,6 +73,7 @@ async fn next(mut st: State) -> Option<(Update, State)> {
                 Err(e) => {
                     // Not even a client (no kubeconfig): try again later.
                     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    st.last = None;
                     return Some((Err(format!("kubernetes: {e}").into()), st));
                 }
             },
@@ -86,6 +87,9 @@ async fn next(mut st: State) -> Option<(Update, State)> {
             }
             Some(Err(e)) => {
                 let e = format!("kubernetes {}/{}: {e}", st.source.namespace, st.source.service);
+                // The next good set is reported even if unchanged, so the
+                // cluster's last error clears once the watch recovers.
+                st.last = None;
                 return Some((Err(e.into()), st));
             }
             Some(Ok(ev)) => {
