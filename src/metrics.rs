@@ -192,8 +192,9 @@ impl Metrics {
 
     /// Stops exporting the gauges of a cluster a reload removed.
     pub fn forget_cluster(&self, cluster: &str) {
-        for state in ["healthy", "ejected", "unhealthy"] {
-            let _ = self.endpoints.remove_label_values(&[cluster, state]);
+        use crate::balance::EndpointState;
+        for state in [EndpointState::Healthy, EndpointState::Ejected, EndpointState::Unhealthy] {
+            let _ = self.endpoints.remove_label_values(&[cluster, state.label()]);
         }
         let _ = self.panic_mode.remove_label_values(&[cluster]);
     }

@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use http::Version;
 use tokio::task::AbortHandle;
 
 use super::{health_check, outlier, Balancer};
-use crate::config::settings::{ClusterSettings, Protocol};
+use crate::config::settings::ClusterSettings;
 
 /// The running tasks; dropping this stops them.
 #[derive(Debug, Default)]
@@ -25,14 +24,10 @@ impl Background {
             tasks.push(tokio::spawn(watch).abort_handle());
         }
         if let Some(hc) = &settings.health_check {
-            let version = match settings.protocol {
-                Protocol::Http1 => Version::HTTP_11,
-                Protocol::Http2 => Version::HTTP_2,
-            };
-            // A client of its own: probes test fresh connections and do not
-            // take pooled connections from traffic.
+            // A client of its own, so probes do not take connections from
+            // (or leave them to) traffic.
             let client = crate::upstream::client(settings.connect_timeout, settings.protocol);
-            let probe = health_check::http_probe(client, hc.path.clone(), version);
+            let probe = health_check::http_probe(client, hc.path.clone(), settings.protocol.version());
             tasks.push(tokio::spawn(health_check::run(Arc::downgrade(balancer), hc.clone(), probe)).abort_handle());
         }
         Background { tasks }

@@ -69,9 +69,9 @@ impl BalanceMetrics {
     /// Handles into the proxy's families for `cluster`.
     pub fn new(m: &Metrics, cluster: &str) -> Self {
         BalanceMetrics {
-            healthy: m.endpoints.with_label_values(&[cluster, "healthy"]),
-            ejected: m.endpoints.with_label_values(&[cluster, "ejected"]),
-            unhealthy: m.endpoints.with_label_values(&[cluster, "unhealthy"]),
+            healthy: m.endpoints.with_label_values(&[cluster, EndpointState::Healthy.label()]),
+            ejected: m.endpoints.with_label_values(&[cluster, EndpointState::Ejected.label()]),
+            unhealthy: m.endpoints.with_label_values(&[cluster, EndpointState::Unhealthy.label()]),
             ejections: m.outlier_ejections.with_label_values(&[cluster]),
             panic: m.panic_mode.with_label_values(&[cluster]),
         }

@@ -123,7 +123,7 @@ async fn round(balancer: &Balancer, settings: &HealthCheckSettings, probe: &Prob
             async move {
                 let passed = check.await;
                 if let Some(healthy) = e.health.observe(passed, settings) {
-                    let state = if healthy { "healthy" } else { "unhealthy" };
+                    let state = if healthy { super::EndpointState::Healthy } else { super::EndpointState::Unhealthy }.label();
                     tracing::info!(cluster = %balancer.cluster(), endpoint = %e.address, state, "health check verdict changed");
                     flips.fetch_add(1, Ordering::Relaxed);
                 }

@@ -13,7 +13,6 @@ use tokio::time::Instant;
 
 use super::Balancer;
 use crate::body::Body;
-use crate::config::settings::Protocol;
 use crate::error::{outcome, BoxError, Outcome, Refusal};
 use crate::metrics::Metrics;
 use crate::upstream::pool::{Pool, PoolSettings};
@@ -47,11 +46,7 @@ impl AttemptMetrics {
 impl Balance {
     /// A service over `balancer`'s endpoints, connecting as `pool` says.
     pub fn new(balancer: Arc<Balancer>, pool: Arc<PoolSettings>, attempts: Arc<AttemptMetrics>) -> Self {
-        let version = match pool.protocol {
-            Protocol::Http1 => Version::HTTP_11,
-            Protocol::Http2 => Version::HTTP_2,
-        };
-        Balance { balancer, pool, version, attempts }
+        Balance { balancer, version: pool.protocol.version(), pool, attempts }
     }
 }
 
@@ -68,26 +63,7 @@ impl tower::Service<Request<Body>> for Balance {
         let Some(endpoint) = self.balancer.pick(&req) else {
             return Box::pin(std::future::ready(Err(Refusal::NoEndpoints.into())));
         };
-        if self.version == Version::HTTP_2 {
-            // :scheme and :authority name the endpoint.
-            let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-            let mut parts = http::uri::Parts::default();
-            parts.scheme = Some(Scheme::HTTP);
-            parts.authority = Some(endpoint.authority.clone());
-            parts.path_and_query = Some(path);
-            *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
-        } else if req.uri().scheme().is_some() || req.uri().path_and_query().is_none() {
-            // HTTP/1 wants origin form; Host carries the authority.
-            let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-            *req.uri_mut() = Uri::from(path);
-        }
-        if self.version == Version::HTTP_11 && !req.headers().contains_key(http::header::HOST) {
-            // HTTP/1.1 requires a Host; an HTTP/1.0 client may have sent none.
-            if let Ok(host) = http::HeaderValue::from_str(endpoint.authority.as_str()) {
-                req.headers_mut().insert(http::header::HOST, host);
-            }
-        }
-        *req.version_mut() = self.version;
+        address_to(&mut req, self.version, &endpoint);
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let address = endpoint.address;
         let pool = Arc::clone(endpoint.pool.get_or_init(|| Arc::new(Pool::new(address, Arc::clone(&self.pool)))));
@@ -108,6 +84,32 @@ impl tower::Service<Request<Body>> for Balance {
             result
         })
     }
+}
+
+/// Points `req` at `endpoint` in the form `version` wants: HTTP/2 names the
+/// endpoint in `:scheme` and `:authority`; HTTP/1.1 sends origin form, with
+/// a Host (an HTTP/1.0 client may have sent none: then the endpoint's).
+fn address_to(req: &mut Request<Body>, version: Version, endpoint: &super::Endpoint) {
+    let http2 = version == Version::HTTP_2;
+    let origin_form = req.uri().scheme().is_none() && req.uri().path_and_query().is_some();
+    if http2 || !origin_form {
+        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = if http2 {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(Scheme::HTTP);
+            parts.authority = Some(endpoint.authority.clone());
+            parts.path_and_query = Some(path);
+            Uri::from_parts(parts).expect("scheme, authority and path make a URI")
+        } else {
+            Uri::from(path)
+        };
+    }
+    if !http2 && !req.headers().contains_key(http::header::HOST) {
+        if let Ok(host) = http::HeaderValue::from_str(endpoint.authority.as_str()) {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    *req.version_mut() = version;
 }
 
 /// Counts a request in flight on an endpoint until dropped, so a try that

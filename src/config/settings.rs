@@ -80,6 +80,16 @@ pub enum Protocol {
     Http2,
 }
 
+impl Protocol {
+    /// The version requests to the cluster are sent with.
+    pub fn version(self) -> http::Version {
+        match self {
+            Protocol::Http1 => http::Version::HTTP_11,
+            Protocol::Http2 => http::Version::HTTP_2,
+        }
+    }
+}
+
 /// One cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSettings {

@@ -118,14 +118,13 @@ impl Pool {
     /// its future kept inline (a few hundred bytes); connecting, the resend
     /// after a stale connection, and HTTP/2 are boxed, being rare or not
     /// measured as hot.
-    pub fn send(self: Arc<Self>, mut req: Request<Body>) -> Sending<impl Future<Output = TrySend>> {
+    pub fn send(self: Arc<Self>, req: Request<Body>) -> Sending<impl Future<Output = TrySend>> {
         if self.settings.protocol == Protocol::Http1 {
             if let Some(mut conn) = self.checkout() {
                 return Sending::Reused { fut: conn.try_send_request(req), conn: Some(conn), pool: Some(self) };
             }
             return Sending::Slow { fut: Box::pin(self.send_fresh(req)) };
         }
-        *req.version_mut() = http::Version::HTTP_2;
         Sending::Slow { fut: Box::pin(self.send_http2(req)) }
     }
 

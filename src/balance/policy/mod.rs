@@ -97,11 +97,6 @@ impl Picker {
             Picker::Maglev(table, on) => table.pick(hash_key::of(req, on), c),
         }
     }
-
-    /// Whether picks weigh load (so the caller computes it).
-    pub fn uses_load(&self) -> bool {
-        matches!(self, Picker::LeastRequest(_) | Picker::PeakEwma(_))
-    }
 }
 
 impl Default for Picker {
