@@ -232,17 +232,22 @@ where
 /// A request holding its slot.
 struct Run {
     slot: Slot,
-    start: Instant,
+    start: Option<Instant>,
 }
 
 impl Run {
     fn new(slot: Slot) -> Self {
-        Run { slot, start: Instant::now() }
+        // Only an adaptive limit learns from latency.
+        let start = slot.bulkhead.adaptive.is_some().then(Instant::now);
+        Run { slot, start }
     }
 
-    /// Samples the latency and hands the slot to the response body.
+    /// Samples the latency (adaptive limit) and hands the slot to the
+    /// response body.
     fn finish(self, result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
-        self.slot.bulkhead.sample(self.start, outcome(&result) == Outcome::Failure);
+        if let Some(start) = self.start {
+            self.slot.bulkhead.sample(start, outcome(&result) == Outcome::Failure);
+        }
         let mut resp = result?;
         resp.body_mut().push_guard(Box::new(self.slot));
         Ok(resp)

@@ -62,12 +62,14 @@ impl CircuitBreaker {
         self.machine.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn admit(&self) -> Admission {
-        let (admission, changed) = self.lock().admit(Instant::now());
+    /// Asks the machine; also returns the time it asked at (the try's start).
+    fn admit(&self) -> (Admission, Instant) {
+        let now = Instant::now();
+        let (admission, changed) = self.lock().admit(now);
         if let Some(s) = changed {
             self.changed(s);
         }
-        admission
+        (admission, now)
     }
 
     fn record(&self, probe: bool, outcome: crate::error::Outcome, start: Instant) {
@@ -129,13 +131,13 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         match self.breaker.admit() {
-            Admission::Rejected => ResponseFuture { inner: None, call: None },
-            Admission::Allowed { probe } => ResponseFuture {
+            (Admission::Rejected, _) => ResponseFuture { inner: None, call: None },
+            (Admission::Allowed { probe }, start) => ResponseFuture {
                 inner: Some(self.inner.call(req)),
                 call: Some(Call {
                     breaker: Arc::clone(&self.breaker),
                     probe,
-                    start: Instant::now(),
+                    start,
                     deadline: self.deadline,
                     recorded: false,
                 }),
