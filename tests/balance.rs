@@ -29,7 +29,8 @@ fn config(endpoints: &[&Upstream], extra: &str) -> String {
 /// (building a maglev table takes a moment).
 async fn start(yaml: &str) -> TestProxy {
     let proxy = TestProxy::start(yaml).await;
-    eventually("the proxy to be ready", async || proxy.admin_get("/ready").await.0 == 200).await;
+    eventually(Duration::from_secs(3), "the proxy to be ready", || async { proxy.admin_get("/ready").await.0 == 200 })
+        .await;
     proxy
 }
 
@@ -169,15 +170,6 @@ async fn requests_without_the_key_are_spread() {
     assert!(a.hits() > 5 && b.hits() > 5, "split {} / {}", a.hits(), b.hits());
 }
 
-/// Polls `check` every 10 ms for up to 3 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 const EJECTED: &str = "outrigger_endpoints{cluster=\"c\",state=\"ejected\"}";
 
 /// An endpoint that starts answering 500 is ejected after 3 failures in a
@@ -204,7 +196,7 @@ async fn failing_endpoint_is_ejected_until_its_time_is_up() {
     assert_eq!(bad.hits(), 3, "no request reached the ejected endpoint");
 
     bad.set_default(Fault::Status(200));
-    eventually("the ejection to end", async || proxy.metric(EJECTED).await == 0.0).await;
+    eventually(Duration::from_secs(3), "the ejection to end", || async { proxy.metric(EJECTED).await == 0.0 }).await;
     load(&proxy, 9, 1).await;
     assert!(bad.hits() > 3, "back in rotation");
 }
@@ -257,14 +249,15 @@ async fn endpoint_failing_health_checks_is_skipped_until_it_passes() {
     let hc = "    health_check: {path: /healthz, interval: 50ms, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 2}\n";
     let proxy = start(&config(&[&a, &b], hc)).await;
 
-    eventually("b to be marked unhealthy", async || proxy.metric(UNHEALTHY).await == 1.0).await;
+    eventually(Duration::from_secs(3), "b to be marked unhealthy", || async { proxy.metric(UNHEALTHY).await == 1.0 })
+        .await;
     let before = b.hits();
     load(&proxy, 20, 2).await;
     assert_eq!(b.hits(), before, "no traffic to the unhealthy endpoint");
     assert!(b.probes() >= 2);
 
     b.set_health("/healthz", 200);
-    eventually("b to rejoin", async || proxy.metric(UNHEALTHY).await == 0.0).await;
+    eventually(Duration::from_secs(3), "b to rejoin", || async { proxy.metric(UNHEALTHY).await == 0.0 }).await;
     load(&proxy, 20, 1).await;
     assert_eq!(b.hits() - before, 10, "round robin includes it again");
 }

@@ -35,9 +35,7 @@ async fn caps_concurrency_and_isolates() {
         })
         .collect();
     // While the slow route is saturated, the other route is unaffected.
-    while slow.hits() < 2 {
-        tokio::task::yield_now().await;
-    }
+    eventually(Duration::from_secs(5), "two slow requests in flight", || async { slow.hits() >= 2 }).await;
     let t = Instant::now();
     for _ in 0..20 {
         assert_eq!(client().get(&p.url("/other")).await.status, 200);
@@ -124,9 +122,7 @@ async fn cluster_pool_is_shared() {
     .await;
     let url = p.url("/a");
     let first = tokio::spawn(async move { client().get(&url).await.status });
-    while slow.hits() < 1 {
-        tokio::task::yield_now().await;
-    }
+    eventually(Duration::from_secs(5), "the first request in flight", || async { slow.hits() >= 1 }).await;
     assert_eq!(client().get(&p.url("/b")).await.header("x-outrigger-error"), Some("bulkhead-full"));
     assert_eq!(first.await.unwrap(), 200);
 }

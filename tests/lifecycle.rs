@@ -21,14 +21,13 @@ async fn drain_finishes_in_flight_requests() {
     assert_eq!(p.admin_get("/ready").await.0, 200);
     let url = p.url("/slow");
     let in_flight = tokio::spawn(async move { client().get(&url).await });
-    while up.hits() == 0 {
-        tokio::task::yield_now().await;
-    }
+    eventually(Duration::from_secs(5), "the request reaches the upstream", || async { up.hits() > 0 }).await;
     let proxy = p.proxy.clone();
     let shutdown = tokio::spawn(async move { proxy.shutdown().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(p.admin_get("/ready").await.0, 503);
-    assert!(tokio::net::TcpStream::connect(p.addr).await.is_err(), "still accepting while draining");
+    eventually(Duration::from_secs(2), "draining: /ready 503 and no new connections", || async {
+        p.admin_get("/ready").await.0 == 503 && tokio::net::TcpStream::connect(p.addr).await.is_err()
+    })
+    .await;
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200);
     assert!(shutdown.await.unwrap(), "drain did not finish");

@@ -62,23 +62,15 @@ async fn slow_is_504() {
     assert_eq!(p.metric(r#"outrigger_local_responses_total{route="r",reason="timeout"}"#).await, 1.0);
 }
 
-async fn raw(p: &TestProxy, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// A malformed request gets 400 and the connection closes; nothing
 /// panics and the next request is served.
 #[tokio::test]
 async fn malformed_request_is_400() {
     let up = Upstream::start().await;
     let p = TestProxy::start(&one_route(&up.addr.to_string(), "")).await;
-    let out = raw(&p, b"GET /app HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n").await;
+    let out = raw(p.addr, b"GET /app HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n").await;
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
-    let out = raw(&p, b"\x16\x03\x01 not http at all\r\n\r\n").await;
+    let out = raw(p.addr, b"\x16\x03\x01 not http at all\r\n\r\n").await;
     assert!(out.is_empty() || out.starts_with("HTTP/1.1 400"), "{out}");
     assert_eq!(client().get(&p.url("/app")).await.status, 200);
     assert_eq!(up.hits(), 1);
@@ -100,7 +92,7 @@ async fn large_headers_are_431() {
     assert_eq!(r.header("x-outrigger-error"), Some("bad-request"));
     // Far past the limit, hyper refuses while parsing: still 431.
     let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nx-huge: {}\r\n\r\n", "v".repeat(100_000));
-    let out = raw(&p, huge.as_bytes()).await;
+    let out = raw(p.addr, huge.as_bytes()).await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
     assert_eq!(up.hits(), 0);
 }

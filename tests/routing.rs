@@ -211,14 +211,9 @@ async fn http2_trailers_pass_through() {
 /// with one: the endpoint's address, as a client library would send.
 #[tokio::test]
 async fn hostless_http10_requests_get_the_endpoints_host() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start().await;
     let p = TestProxy::start(&one_route(up.addr)).await;
-    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"GET /x HTTP/1.0\r\n\r\n").await.unwrap();
-    let mut reply = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(3), s.read_to_end(&mut reply)).await.unwrap().unwrap();
-    let reply = String::from_utf8_lossy(&reply);
+    let reply = raw(p.addr, b"GET /x HTTP/1.0\r\n\r\n").await;
     assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
     let headers = up.last_headers().unwrap();
     assert_eq!(headers.get("host").unwrap(), up.addr.to_string().as_str());

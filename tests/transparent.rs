@@ -4,12 +4,7 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// A listener's routes: a host name, or the loopback IP (host rules ignore
 /// the port); nothing else matches. Route names are unique per file.
@@ -50,16 +45,6 @@ clusters:
     )
 }
 
-/// Sends `request` raw and reads the whole reply (the server closes after
-/// an HTTP/1.0 exchange).
-async fn raw(addr: SocketAddr, request: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await.expect("reply in time").unwrap();
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// A hostless HTTP/1.0 request on a transparent listener that was reached
 /// directly (not redirected) is routed on the address it dialed, and the
 /// upstream sees that `IP:PORT` as its Host; the same request on a plain
@@ -68,14 +53,14 @@ async fn raw(addr: SocketAddr, request: &str) -> String {
 async fn hostless_request_routes_on_the_dialed_address() {
     let (by_ip, by_name) = (Upstream::start().await, Upstream::start().await);
     let p = TestProxy::start(&cfg(&by_ip, &by_name)).await;
-    let reply = raw(p.addr, "GET /hello HTTP/1.0\r\n\r\n").await;
+    let reply = raw(p.addr, b"GET /hello HTTP/1.0\r\n\r\n").await;
     assert!(reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert_eq!(by_ip.hits(), 1);
     let host = by_ip.last_headers().unwrap().get("host").unwrap().to_str().unwrap().to_owned();
     assert_eq!(host, p.addr.to_string());
 
     let plain = p.proxy.listener_addr("plain").await.unwrap();
-    let reply = raw(plain, "GET /hello HTTP/1.0\r\n\r\n").await;
+    let reply = raw(plain, b"GET /hello HTTP/1.0\r\n\r\n").await;
     assert!(reply.starts_with("HTTP/1.0 404") || reply.starts_with("HTTP/1.1 404"), "{reply}");
     assert!(reply.to_ascii_lowercase().contains("x-outrigger-error: no-route"), "{reply}");
     assert_eq!(by_ip.hits(), 1);

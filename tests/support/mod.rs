@@ -163,3 +163,18 @@ pub fn refused_addr() -> SocketAddr {
     drop(l);
     a
 }
+
+/// Writes `request` as is on a new connection to `addr` and reads the
+/// whole reply, until the server closes (an HTTP/1.0 exchange, an error):
+/// for what a well-behaved client would never send.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the server closes after its reply")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -139,7 +139,9 @@ pub(crate) mod tests {
     }
 
     /// Over 1,000 keys: how many land elsewhere `after` than `before`, and
-    /// how many of those were on `removed` before.
+    /// how many of those were on `removed` before. Checks that `removed`
+    /// owned its share of keys (a quarter of them, of 4 endpoints) and lost
+    /// every one, so a hash that ignored the key cannot pass.
     pub fn moved_keys(
         before: impl Fn(u64) -> SocketAddr,
         after: impl Fn(u64) -> SocketAddr,
@@ -147,9 +149,12 @@ pub(crate) mod tests {
     ) -> (usize, usize) {
         let mut moved = 0;
         let mut on_removed = 0;
+        let mut owned = 0;
         for k in 0..1000u64 {
             let h = xxhash_rust::xxh3::xxh3_64(format!("user-{k}").as_bytes());
             let (b, a) = (before(h), after(h));
+            owned += usize::from(b == removed);
+            assert!(!(b == removed && a == removed), "a key stayed on the removed endpoint");
             if a != b {
                 moved += 1;
                 if b == removed {
@@ -157,6 +162,8 @@ pub(crate) mod tests {
                 }
             }
         }
+        assert!(owned > 150, "the removed endpoint owned only {owned} of 1000 keys");
+        assert_eq!(on_removed, owned, "every key of the removed endpoint moved");
         (moved, on_removed)
     }
 
