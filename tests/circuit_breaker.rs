@@ -150,3 +150,25 @@ async fn route_timeouts_count_as_failures() {
     assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
     assert_eq!(up.hits(), 2);
 }
+
+/// A retried request whose second try hangs until the route timeout: that
+/// try counts as a failure too, though it started well after the request
+/// did (a try's own age said "client hang-up", and the breaker never saw
+/// hanging upstreams behind retries).
+#[tokio::test]
+async fn a_retry_cut_off_by_the_route_timeout_counts_as_a_failure() {
+    let up = Upstream::start().await;
+    up.plan([Fault::Status(503), Fault::Delay(Duration::from_secs(30), 200)]);
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c, timeout: 400ms, \
+         retry: {{attempts: 2, on: [503], backoff: {{base: 150ms, max: 150ms}}}}, \
+         circuit_breaker: {{consecutive_failures: 2, open_duration: 30s}}}}]}}]\n\
+         clusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+        up.addr
+    ))
+    .await;
+    let cl = client();
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("timeout"));
+    assert_eq!(up.hits(), 2, "the 503, then the try that hung");
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
+}

@@ -28,7 +28,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::resilience::bulkhead::{Bulkhead, BulkheadLayer, BulkheadSettings};
 use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerSettings};
 use crate::resilience::retry::RetryLayer;
-use crate::resilience::timeout::TimeoutLayer;
+use crate::resilience::timeout::{MarkDeadlineLayer, TimeoutLayer};
 
 /// The type every stack is erased to at a module boundary: shared, called
 /// through `&self`. Each call clones the concrete stack (reference counts,
@@ -160,24 +160,20 @@ where
     S::Future: Send + 'static,
 {
     let per_try = route.retry.as_ref().and_then(|r| r.per_try_timeout);
+    let breakers = route.circuit_breaker.is_some() || cluster.circuit_breaker.is_some();
     ServiceBuilder::new()
         // Whole request, every retry included.
         .option_layer(route.timeout.map(TimeoutLayer::new))
+        // Its deadline on the request, for breakers to count a cut-off try.
+        .option_layer(route.timeout.filter(|_| breakers).map(MarkDeadlineLayer::new))
         // One slot per request, held across retries until the body ends.
         .option_layer(bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), metrics, state))
         .option_layer(bulkhead(Scope::Cluster, &cluster.name, cluster.bulkhead.as_ref(), metrics, state))
         // Tries again as the route's policy and budget allow (absent: no retries).
         .option_layer(RetryLayer::for_route(&route.name, &cluster.name, route.retry.as_ref(), metrics, state))
         // Fails fast while open; sees every try.
-        .option_layer(breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), route.timeout, metrics, state))
-        .option_layer(breaker(
-            Scope::Cluster,
-            &cluster.name,
-            cluster.circuit_breaker.as_ref(),
-            route.timeout,
-            metrics,
-            state,
-        ))
+        .option_layer(breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), metrics, state))
+        .option_layer(breaker(Scope::Cluster, &cluster.name, cluster.circuit_breaker.as_ref(), metrics, state))
         // One try.
         .option_layer(per_try.map(TimeoutLayer::new))
         .service(inner)
@@ -189,13 +185,12 @@ fn breaker(
     scope: Scope,
     name: &str,
     settings: Option<&CircuitBreakerSettings>,
-    deadline: Option<std::time::Duration>,
     metrics: &Metrics,
     state: &StateStore,
 ) -> Option<CircuitBreakerLayer> {
     let s = settings?;
     let b = state.get_or_make(BREAKER, scope, name, s, || CircuitBreaker::new(s.clone(), scope, name, metrics));
-    Some(CircuitBreakerLayer::new(b, deadline))
+    Some(CircuitBreakerLayer::new(b))
 }
 
 /// The bulkhead of `(scope, name)`, kept across reloads while its settings

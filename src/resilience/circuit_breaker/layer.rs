@@ -1,5 +1,4 @@
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::service::{CircuitBreaker, CircuitBreakerService};
 
@@ -7,14 +6,12 @@ use super::service::{CircuitBreaker, CircuitBreakerService};
 #[derive(Clone)]
 pub struct CircuitBreakerLayer {
     breaker: Arc<CircuitBreaker>,
-    deadline: Option<Duration>,
 }
 
 impl CircuitBreakerLayer {
-    /// Every service this layer wraps consults `breaker`; `deadline` is the
-    /// route timeout (see [`CircuitBreakerService::new`]).
-    pub fn new(breaker: Arc<CircuitBreaker>, deadline: Option<Duration>) -> Self {
-        CircuitBreakerLayer { breaker, deadline }
+    /// Every service this layer wraps consults `breaker`.
+    pub fn new(breaker: Arc<CircuitBreaker>) -> Self {
+        CircuitBreakerLayer { breaker }
     }
 }
 
@@ -22,6 +19,6 @@ impl<S> tower::Layer<S> for CircuitBreakerLayer {
     type Service = CircuitBreakerService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreakerService::new(inner, Arc::clone(&self.breaker), self.deadline)
+        CircuitBreakerService::new(inner, Arc::clone(&self.breaker))
     }
 }

@@ -18,6 +18,7 @@ use crate::body::Body;
 use crate::error::{outcome, BoxError, Refusal};
 use crate::metrics::Metrics;
 use crate::proxy::state::Scope;
+use crate::resilience::timeout::Deadline;
 
 /// A breaker's shared state and its metric handles.
 pub struct CircuitBreaker {
@@ -105,15 +106,14 @@ impl CircuitBreaker {
 pub struct CircuitBreakerService<S> {
     inner: S,
     breaker: Arc<CircuitBreaker>,
-    deadline: Option<Duration>,
 }
 
 impl<S> CircuitBreakerService<S> {
-    /// Wraps `inner`. `deadline` is the route timeout: a call cancelled
-    /// when it passes was a timeout (the outer timeout layer drops the call
-    /// before any inner layer can report it), not a client hang-up.
-    pub fn new(inner: S, breaker: Arc<CircuitBreaker>, deadline: Option<Duration>) -> Self {
-        CircuitBreakerService { inner, breaker, deadline }
+    /// Wraps `inner`. A call dropped once the request's route
+    /// [`Deadline`] has passed was a timeout (the route timeout drops the
+    /// call before any inner layer can report it), not a client hang-up.
+    pub fn new(inner: S, breaker: Arc<CircuitBreaker>) -> Self {
+        CircuitBreakerService { inner, breaker }
     }
 }
 
@@ -132,16 +132,13 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         match self.breaker.admit() {
             (Admission::Rejected, _) => ResponseFuture { inner: None, call: None },
-            (Admission::Allowed { probe }, start) => ResponseFuture {
-                inner: Some(self.inner.call(req)),
-                call: Some(Call {
-                    breaker: Arc::clone(&self.breaker),
-                    probe,
-                    start,
-                    deadline: self.deadline,
-                    recorded: false,
-                }),
-            },
+            (Admission::Allowed { probe }, start) => {
+                let deadline = Deadline::of(&req);
+                ResponseFuture {
+                    inner: Some(self.inner.call(req)),
+                    call: Some(Call { breaker: Arc::clone(&self.breaker), probe, start, deadline, recorded: false }),
+                }
+            }
         }
     }
 }
@@ -152,7 +149,7 @@ struct Call {
     breaker: Arc<CircuitBreaker>,
     probe: bool,
     start: Instant,
-    deadline: Option<Duration>,
+    deadline: Option<Instant>,
     recorded: bool,
 }
 
@@ -161,7 +158,8 @@ impl Drop for Call {
         if self.recorded {
             return;
         }
-        let timed_out = self.deadline.is_some_and(|d| self.start.elapsed() + Duration::from_millis(1) >= d);
+        // The timeout fires at its deadline; allow for the clock's grain.
+        let timed_out = self.deadline.is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d);
         if timed_out {
             self.breaker.record(self.probe, crate::error::Outcome::Failure, self.start);
         } else if self.probe {
