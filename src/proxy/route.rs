@@ -1,7 +1,7 @@
 //! A route's stack, built once when the config loads:
 //!
 //! ```text
-//! timeout (whole request)
+//! timeout (whole request; its deadline put on the request where a breaker reads it)
 //!   bulkhead (route's own, then the cluster's shared one)
 //!     retry (policy, backoff, budget, replayable body)
 //!       circuit breaker (route's own, then the cluster's shared one)
