@@ -25,7 +25,8 @@ async fn proxy_reading(dir: &Path, endpoints: &str) -> TestProxy {
 }
 
 /// Rewriting the file moves traffic to the new endpoints; a file that no
-/// longer parses is counted as an error and the last good set keeps serving.
+/// longer parses, or is empty, is counted as an error and the last good set
+/// keeps serving.
 #[tokio::test]
 async fn traffic_follows_a_rewritten_file() {
     let (a, b) = (Upstream::start().await, Upstream::start().await);
@@ -47,6 +48,11 @@ async fn traffic_follows_a_rewritten_file() {
     let discovery = &clusters["clusters"][0]["discovery"];
     assert_eq!(discovery["source"], "file");
     assert!(discovery["last_error"].as_str().unwrap().contains("not an address"), "{discovery}");
+
+    // What a truncate-then-write leaves for a moment is not "no endpoints".
+    std::fs::write(dir.path().join("eps.yaml"), "").unwrap();
+    eventually(FOLLOW, "the empty file is counted", || async { p.metric(errors).await == 2.0 }).await;
+    assert_eq!(served_by(&p).await, Ok(b.addr.to_string()), "an empty file dropped the endpoints");
 }
 
 /// A ConfigMap-style update (the `..data` symlink swapped to a new

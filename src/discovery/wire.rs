@@ -11,11 +11,15 @@ use crate::error::BoxError;
 
 use super::EndpointSpec;
 
-/// Reads a YAML (or JSON, which is YAML) list of endpoints. An empty
-/// document is an empty list.
+/// Reads a YAML (or JSON, which is YAML) list of endpoints.
+///
+/// An empty document is refused rather than read as no endpoints: it is
+/// what a writer that truncates and then writes leaves for a moment, and
+/// taking it would drop every endpoint until the write lands. No
+/// endpoints is written `[]`.
 pub fn parse_list(text: &str) -> Result<Vec<EndpointSpec>, BoxError> {
     if text.trim().is_empty() {
-        return Ok(Vec::new());
+        return Err("the list is empty (write `[]` for no endpoints)".into());
     }
     let raw: Vec<RawEndpoint> = serde_yaml::from_str(text)?;
     raw.into_iter().enumerate().map(|(i, e)| endpoint(e).map_err(|m| format!("item {i}: {m}").into())).collect()
@@ -67,6 +71,15 @@ mod tests {
         assert!(parse_list("- {address: 127.0.0.1:80, weight: 0}\n").is_err());
         assert!(parse_list("- {address: 127.0.0.1:80, colour: red}\n").is_err());
         assert!(parse_list("{not: a list}").is_err());
+    }
+
+    /// A file caught between truncate and write is not read as "no
+    /// endpoints"; `[]` is.
+    #[test]
+    fn only_an_explicit_empty_list_means_none() {
+        assert!(parse_list("").unwrap_err().to_string().contains("[]"));
+        assert!(parse_list(" \n").is_err());
+        assert_eq!(parse_list("[]").unwrap(), Vec::new());
     }
 
     /// etcd values: bare, quoted, or an object.
