@@ -20,6 +20,11 @@ use crate::error::BoxError;
 /// How long the folder must stay quiet before a burst counts as one change.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
+/// How long an empty file may stay empty before it is believed. A
+/// truncate-then-write is seen empty in between, and on a loaded machine the
+/// write can land well after the debounce has settled.
+pub const EMPTY_GRACE: Duration = Duration::from_secs(1);
+
 /// A live watch on a folder; dropped, it stops.
 pub struct DirWatch {
     /// Kept only so the OS watch lives as long as this value.
@@ -61,6 +66,20 @@ impl DirWatch {
     }
 }
 
+/// Reads `path` once a change has settled: an empty file is read again
+/// until it has content or [`EMPTY_GRACE`] has passed, so a writer caught
+/// between truncate and write is not taken at its word.
+pub async fn read_settled(path: &Path) -> std::io::Result<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + EMPTY_GRACE;
+    loop {
+        let bytes = tokio::fs::read(path).await?;
+        if !bytes.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(bytes);
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+    }
+}
+
 /// Reads (opens, closes without writing) are our own and change nothing;
 /// everything else may have.
 fn changes_content(kind: &EventKind) -> bool {
@@ -97,5 +116,26 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_secs(3), w.changed()).await.unwrap());
         let again = tokio::time::timeout(Duration::from_millis(300), w.changed()).await;
         assert!(again.is_err(), "a second tick for the same burst");
+    }
+
+    /// A file read between truncate and write waits for the write; one that
+    /// stays empty is believed after the grace.
+    #[tokio::test]
+    async fn an_empty_read_waits_for_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.yaml");
+        std::fs::write(&file, "").unwrap();
+        let writer = {
+            let file = file.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                std::fs::write(file, "written").unwrap();
+            })
+        };
+        assert_eq!(read_settled(&file).await.unwrap(), b"written");
+        writer.join().unwrap();
+
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(read_settled(&file).await.unwrap(), b"");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::fswatch::{DirWatch, DEBOUNCE};
+use crate::fswatch::{read_settled, DirWatch, DEBOUNCE};
 use crate::runtime::Proxy;
 
 /// Reloads on every SIGHUP, until the process ends.
@@ -44,7 +44,7 @@ pub fn watch_file(proxy: &Arc<Proxy>, path: PathBuf, stop: CancellationToken) {
                 _ = stop.cancelled() => return,
                 alive = watch.changed() => if !alive { return },
             }
-            let now = tokio::fs::read(&path).await.ok();
+            let now = read_settled(&path).await.ok();
             if now.is_none() || now == last {
                 continue;
             }

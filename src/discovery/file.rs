@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use super::{wire, Discover, Update};
-use crate::fswatch::{DirWatch, DEBOUNCE};
+use crate::fswatch::{read_settled, DirWatch, DEBOUNCE};
 
 /// Re-read this often even without change events.
 pub const RESYNC: Duration = Duration::from_secs(10);
@@ -50,7 +50,7 @@ async fn next(mut st: State) -> Option<(Update, State)> {
                 .inspect_err(|e| tracing::warn!(path = %st.path.display(), error = %e, "cannot watch"))
                 .ok();
         }
-        let read = tokio::fs::read(&st.path).await.map_err(|e| format!("cannot read {}: {e}", st.path.display()));
+        let read = read_settled(&st.path).await.map_err(|e| format!("cannot read {}: {e}", st.path.display()));
         if st.last.as_ref() != Some(&read) {
             st.last = Some(read.clone());
             let update = read.map_err(Into::into).and_then(|bytes| {
