@@ -14,12 +14,14 @@ fn cfg(up: &Upstream, breaker: &str) -> String {
 }
 
 /// 5 consecutive failures open the breaker: the next 100 requests get 503
-/// circuit-open fast and the upstream sees none; after open_duration one
-/// probe goes through and its success closes the breaker.
+/// circuit-open without waiting on the upstream (which takes 200 ms to
+/// fail) and the upstream sees none; after open_duration one probe goes
+/// through and its success closes the breaker.
 #[tokio::test]
 async fn opens_fails_fast_probes_and_closes() {
-    let up = Upstream::start_with(Fault::Status(503)).await;
-    let p = TestProxy::start(&cfg(&up, "{consecutive_failures: 5, open_duration: 300ms}")).await;
+    const UPSTREAM_DELAY: Duration = Duration::from_millis(200);
+    let up = Upstream::start_with(Fault::Delay(UPSTREAM_DELAY, 503)).await;
+    let p = TestProxy::start(&cfg(&up, "{consecutive_failures: 5, open_duration: 1s}")).await;
     let cl = client();
     for _ in 0..5 {
         let r = cl.get(&p.url("/")).await;
@@ -36,11 +38,11 @@ async fn opens_fails_fast_probes_and_closes() {
         assert_eq!(r.header("x-outrigger-error"), Some("circuit-open"));
     }
     println!("circuit-open: slowest of 100 fast-fails {slowest:?}");
-    assert!(slowest < Duration::from_millis(5), "slowest fast-fail took {slowest:?}");
+    assert!(slowest < UPSTREAM_DELAY, "a refused request waited as long as the upstream: {slowest:?}");
     assert_eq!(up.hits(), 5, "the upstream saw none of the refused requests");
     // Recover, wait out the open period: one probe, and its success closes.
     up.set_default(Fault::Status(200));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(cl.get(&p.url("/")).await.status, 200);
     assert_eq!(up.hits(), 6);
     assert_eq!(p.metric(r#"outrigger_circuit_state{scope="route",name="r"}"#).await, 0.0);
