@@ -237,6 +237,46 @@ async fn panic_mode_balances_over_ejected_endpoints() {
     assert_eq!((r.status.as_u16(), r.header("x-outrigger-error")), (503, Some("no-endpoints")));
 }
 
+/// Three endpoints, one of which never answers in time, with outlier
+/// detection (2 in a row) and `route` as the route's extra lines.
+async fn with_a_hanging_endpoint(route: &str) -> (TestProxy, Upstream) {
+    let (good1, good2) = (Upstream::start().await, Upstream::start().await);
+    let hang = Upstream::start_with(Fault::Delay(Duration::from_secs(30), 200)).await;
+    let yaml = format!(
+        "listeners:\n  - name: main\n    address: 127.0.0.1:0\n    routes:\n      - name: all\n        cluster: c\n{route}\
+         clusters:\n  - name: c\n    endpoints: [\"{}\", \"{}\", \"{}\"]\n\
+         \x20   outlier_detection: {{consecutive_failures: 2, base_ejection: 30s, max_ejected_percent: 50}}\n",
+        good1.addr, hang.addr, good2.addr
+    );
+    (start(&yaml).await, hang)
+}
+
+/// An endpoint that hangs is the endpoint's failure when the per-try
+/// timeout cuts it off: the retry goes elsewhere (every request answered),
+/// and after 2 timeouts in a row it is ejected and gets nothing more.
+#[tokio::test]
+async fn an_endpoint_that_hangs_is_ejected_by_per_try_timeouts() {
+    let retry = "        retry: {attempts: 2, on: [timeout], per_try_timeout: 100ms, backoff: {base: 1ms, max: 2ms}}\n";
+    let (proxy, hang) = with_a_hanging_endpoint(retry).await;
+    let statuses = load(&proxy, 15, 1).await;
+    assert!(statuses.iter().all(|s| *s == 200), "a retry went back to the hanging endpoint: {statuses:?}");
+    assert_eq!(hang.hits(), 2, "tries after the ejection");
+    assert_eq!(proxy.metric("outrigger_outlier_ejections_total{cluster=\"c\"}").await, 1.0);
+    assert_eq!(proxy.metric(EJECTED).await, 1.0);
+}
+
+/// The same through the route timeout alone: the two requests it cuts off
+/// get 504 and count against the endpoint, which is then ejected.
+#[tokio::test]
+async fn an_endpoint_that_hangs_past_the_route_timeout_is_ejected() {
+    let (proxy, hang) = with_a_hanging_endpoint("        timeout: 100ms\n").await;
+    let statuses = load(&proxy, 15, 1).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 504).count(), 2, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 13, "{statuses:?}");
+    assert_eq!(hang.hits(), 2);
+    assert_eq!(proxy.metric(EJECTED).await, 1.0);
+}
+
 const UNHEALTHY: &str = "outrigger_endpoints{cluster=\"c\",state=\"unhealthy\"}";
 
 /// An endpoint failing its health checks gets no traffic; it rejoins after

@@ -1,11 +1,19 @@
 //! The innermost service of a route: pick an endpoint, send the request
 //! over one of the endpoint's pooled connections, report the outcome.
+//!
+//! The per-try timeout lives here, not in a layer above: a try cut off by
+//! it is the endpoint's failure, so outlier ejection counts it, peak EWMA
+//! sees its latency, and the retry that follows avoids that endpoint. A
+//! layer above could only drop the try, unseen. A try dropped once the
+//! route's [`Deadline`] has passed (the route timeout cut it off) is
+//! counted the same way; one dropped earlier (the client went away) is not.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
@@ -15,6 +23,7 @@ use super::Balancer;
 use crate::body::Body;
 use crate::error::{outcome, BoxError, Outcome, Refusal};
 use crate::metrics::Metrics;
+use crate::resilience::timeout::Deadline;
 use crate::upstream::pool::{Pool, PoolSettings};
 use prometheus::IntCounter;
 
@@ -25,6 +34,8 @@ pub struct Balance {
     pool: Arc<PoolSettings>,
     version: Version,
     attempts: Arc<AttemptMetrics>,
+    /// The route's per-try timeout.
+    per_try: Option<Duration>,
 }
 
 /// `outrigger_upstream_attempts_total{cluster,result}`, bound once.
@@ -46,7 +57,14 @@ impl AttemptMetrics {
 impl Balance {
     /// A service over `balancer`'s endpoints, connecting as `pool` says.
     pub fn new(balancer: Arc<Balancer>, pool: Arc<PoolSettings>, attempts: Arc<AttemptMetrics>) -> Self {
-        Balance { balancer, version: pool.protocol.version(), pool, attempts }
+        Balance { balancer, version: pool.protocol.version(), pool, attempts, per_try: None }
+    }
+
+    /// Cuts each try off after `per_try` (a route's `per_try_timeout`),
+    /// failing it with a timeout charged to its endpoint.
+    pub fn with_per_try_timeout(mut self, per_try: Option<Duration>) -> Self {
+        self.per_try = per_try;
+        self
     }
 }
 
@@ -67,20 +85,22 @@ impl tower::Service<Request<Body>> for Balance {
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let address = endpoint.address;
         let pool = Arc::clone(endpoint.pool.get_or_init(|| Arc::new(Pool::new(address, Arc::clone(&self.pool)))));
-        let in_flight = InFlight::new(endpoint);
         let start = Instant::now();
+        let try_deadline = self.per_try.map(|t| start + t);
+        let deadline = match (try_deadline, Deadline::of(&req)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut on_endpoint = OnEndpoint::new(endpoint, Arc::clone(&self.balancer), Arc::clone(&self.attempts), start);
+        on_endpoint.deadline = deadline;
         let fut = pool.send(req);
-        let balancer = Arc::clone(&self.balancer);
-        let attempts = Arc::clone(&self.attempts);
         Box::pin(async move {
-            let result = fut.await.map_err(|e| BoxError::from(super::EndpointError { endpoint: address, source: e }));
-            let outcome = outcome(&result);
-            match outcome {
-                Outcome::Failure => attempts.failure.inc(),
-                _ => attempts.success.inc(),
-            }
-            balancer.record(&in_flight.0, outcome, start.elapsed());
-            drop(in_flight);
+            let result = match try_deadline {
+                Some(at) => tokio::time::timeout_at(at, fut).await.unwrap_or_else(|_| Err(Refusal::Timeout.into())),
+                None => fut.await,
+            };
+            let result = result.map_err(|e| BoxError::from(super::EndpointError { endpoint: address, source: e }));
+            on_endpoint.finish(outcome(&result));
             result
         })
     }
@@ -112,19 +132,47 @@ fn address_to(req: &mut Request<Body>, version: Version, endpoint: &super::Endpo
     *req.version_mut() = version;
 }
 
-/// Counts a request in flight on an endpoint until dropped, so a try that
-/// is cancelled (timeout, client gone) is uncounted too.
-struct InFlight(Arc<super::Endpoint>);
+/// One try on an endpoint: counted in flight until dropped, its outcome
+/// recorded once. Dropped without an outcome at or past its deadline, it
+/// was cut off by a timeout: a failure of the endpoint. Dropped before, the
+/// client went away: nothing is recorded.
+struct OnEndpoint {
+    endpoint: Arc<super::Endpoint>,
+    balancer: Arc<Balancer>,
+    attempts: Arc<AttemptMetrics>,
+    start: Instant,
+    deadline: Option<Instant>,
+    recorded: bool,
+}
 
-impl InFlight {
-    fn new(endpoint: Arc<super::Endpoint>) -> Self {
+impl OnEndpoint {
+    fn new(
+        endpoint: Arc<super::Endpoint>,
+        balancer: Arc<Balancer>,
+        attempts: Arc<AttemptMetrics>,
+        start: Instant,
+    ) -> Self {
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(endpoint)
+        OnEndpoint { endpoint, balancer, attempts, start, deadline: None, recorded: false }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        self.recorded = true;
+        match outcome {
+            Outcome::Failure => self.attempts.failure.inc(),
+            _ => self.attempts.success.inc(),
+        }
+        self.balancer.record(&self.endpoint, outcome, self.start.elapsed());
     }
 }
 
-impl Drop for InFlight {
+impl Drop for OnEndpoint {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // A timeout fires at its deadline; allow for the clock's grain.
+        let grain = Duration::from_millis(1);
+        if !self.recorded && self.deadline.is_some_and(|d| Instant::now() + grain >= d) {
+            self.finish(Outcome::Failure);
+        }
+        self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -1,13 +1,16 @@
 //! A route's stack, built once when the config loads:
 //!
 //! ```text
-//! timeout (whole request; its deadline put on the request where a breaker reads it)
+//! timeout (whole request; its deadline put on the request where a layer below reads it)
 //!   bulkhead (route's own, then the cluster's shared one)
 //!     retry (policy, backoff, budget, replayable body)
 //!       circuit breaker (route's own, then the cluster's shared one)
-//!         per-try timeout
-//!           balancer -> endpoint client
+//!         balancer (per-try timeout) -> endpoint client
 //! ```
+//!
+//! The per-try timeout is the balancer's, not a layer of its own, so a try
+//! it cuts off is charged to the endpoint that hung (see
+//! [`crate::balance::service`]).
 //!
 //! A weighted split picks its cluster first, so every retry of a request
 //! stays on the cluster it started on.
@@ -21,6 +24,7 @@ use tower::{ServiceBuilder, ServiceExt};
 
 use super::cluster::Cluster;
 use super::state::{Scope, StateStore, BREAKER, BULKHEAD};
+use crate::balance::settings::LbPolicy;
 use crate::body::Body;
 use crate::config::settings::{ClusterSettings, RouteSettings};
 use crate::error::BoxError;
@@ -123,12 +127,14 @@ impl Route {
 
 /// The stack for one (route, cluster), over the cluster's endpoints.
 fn stack(route: &RouteSettings, cluster: &Cluster, metrics: &Metrics, state: &StateStore) -> HttpService {
-    stack_over(route, &cluster.settings, cluster.endpoint_service(), metrics, state)
+    let per_try = route.retry.as_ref().and_then(|r| r.per_try_timeout);
+    let inner = cluster.endpoint_service().with_per_try_timeout(per_try);
+    stack_over(route, &cluster.settings, inner, metrics, state)
 }
 
 /// The stack for one (route, cluster) over any innermost service (the
-/// balancer in the proxy; an in-memory upstream in benches). Layers listed
-/// outermost first.
+/// balancer in the proxy, which keeps the per-try timeout; an in-memory
+/// upstream in benches). Layers listed outermost first.
 pub fn stack_over<S>(
     route: &RouteSettings,
     cluster: &ClusterSettings,
@@ -159,13 +165,17 @@ where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
-    let per_try = route.retry.as_ref().and_then(|r| r.per_try_timeout);
-    let breakers = route.circuit_breaker.is_some() || cluster.circuit_breaker.is_some();
+    // Who tells a try cut off by the route timeout from a client gone away.
+    let deadline_readers = route.circuit_breaker.is_some()
+        || cluster.circuit_breaker.is_some()
+        || cluster.outlier_detection.is_some()
+        || cluster.load_balancer == LbPolicy::PeakEwma;
     ServiceBuilder::new()
         // Whole request, every retry included.
         .option_layer(route.timeout.map(TimeoutLayer::new))
-        // Its deadline on the request, for breakers to count a cut-off try.
-        .option_layer(route.timeout.filter(|_| breakers).map(MarkDeadlineLayer::new))
+        // Its deadline on the request, for breakers and the balancer to
+        // count a cut-off try as a failure.
+        .option_layer(route.timeout.filter(|_| deadline_readers).map(MarkDeadlineLayer::new))
         // One slot per request, held across retries until the body ends.
         .option_layer(bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), metrics, state))
         .option_layer(bulkhead(Scope::Cluster, &cluster.name, cluster.bulkhead.as_ref(), metrics, state))
@@ -174,8 +184,6 @@ where
         // Fails fast while open; sees every try.
         .option_layer(breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), metrics, state))
         .option_layer(breaker(Scope::Cluster, &cluster.name, cluster.circuit_breaker.as_ref(), metrics, state))
-        // One try.
-        .option_layer(per_try.map(TimeoutLayer::new))
         .service(inner)
 }
 
@@ -249,7 +257,8 @@ clusters:
             Arc::new(AttemptMetrics::new(&metrics, "c")),
         );
         for route in &settings.listeners[0].routes {
-            let svc = layered(route, cluster, inner.clone(), &metrics, &state);
+            let per_try = route.retry.as_ref().and_then(|r| r.per_try_timeout);
+            let svc = layered(route, cluster, inner.clone().with_per_try_timeout(per_try), &metrics, &state);
             let fut = svc.oneshot(Request::new(Body::empty()));
             let size = std::mem::size_of_val(&fut);
             assert!(size <= 1024, "route {}: {size} bytes", route.name);
