@@ -29,8 +29,9 @@ async fn traffic_follows_keys_under_the_prefix() {
     let p = proxy_on(&etcd.url, "/services/orders/").await;
     traffic_moves_to(&p, a.addr, FOLLOW).await;
 
-    etcd.put("/services/orders/b", &format!("{{\"address\": \"{}\", \"weight\": 2}}", b.addr)).await;
+    // Delete before put, so no moment has both (see below).
     etcd.delete("/services/orders/a").await;
+    etcd.put("/services/orders/b", &format!("{{\"address\": \"{}\", \"weight\": 2}}", b.addr)).await;
     traffic_moves_to(&p, b.addr, FOLLOW).await;
 
     etcd.put("/services/orders/b", &format!("\"{}\"", a.addr)).await;
@@ -56,9 +57,11 @@ async fn etcd_outage_keeps_the_last_endpoints_and_reconnects() {
     assert_eq!(served_by(&p).await, Ok(a.addr.to_string()), "lost the last endpoints");
     assert_eq!(p.admin_get("/ready").await.0, 200, "a later failure must not unready the proxy");
 
+    // Delete before put: the proxy may read between the two, and {a, b}
+    // would be a fair answer that still sends traffic to a.
     etcd.restart().await;
-    etcd.put("/s/b", &b.addr.to_string()).await;
     etcd.delete("/s/a").await;
+    etcd.put("/s/b", &b.addr.to_string()).await;
     traffic_moves_to(&p, b.addr, Duration::from_secs(8)).await;
 }
 

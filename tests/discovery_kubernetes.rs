@@ -65,8 +65,10 @@ async fn traffic_follows_endpoint_slices() {
     api.apply("prod", slice("orders-1", "orders", port, &[(&a, false, false, false)]));
     traffic_moves_to(&p, p3[1].addr, FOLLOW).await;
 
-    api.apply("prod", slice("orders-1", "orders", port, &[(&a, true, true, false)]));
+    // Delete before apply: the proxy may act between the two, and {a, b}
+    // would be a fair answer that still sends traffic to b.
     api.delete("prod", "orders-2");
+    api.apply("prod", slice("orders-1", "orders", port, &[(&a, true, true, false)]));
     traffic_moves_to(&p, p3[0].addr, FOLLOW).await;
     assert_eq!(p.admin_get("/ready").await.0, 200);
 }
