@@ -62,14 +62,20 @@ async fn slow_is_504() {
     assert_eq!(p.metric(r#"outrigger_local_responses_total{route="r",reason="timeout"}"#).await, 1.0);
 }
 
-/// A malformed request gets 400 and the connection closes; nothing
-/// panics and the next request is served.
+/// A malformed request gets 400 bad-request (with the contract's header,
+/// though hyper refused it before any route saw it, and counted) and the
+/// connection closes; nothing panics and the next request is served.
 #[tokio::test]
 async fn malformed_request_is_400() {
     let up = Upstream::start().await;
     let p = TestProxy::start(&one_route(&up.addr.to_string(), "")).await;
-    let out = raw(p.addr, b"GET /app HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n").await;
-    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    for malformed in [&b"GET /app HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n"[..], b"GET /\x01 HTTP/1.1\r\n\r\n"] {
+        let out = raw(p.addr, malformed).await;
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        assert!(out.to_ascii_lowercase().contains("\r\nx-outrigger-error: bad-request\r\n"), "{out}");
+    }
+    let counted = r#"outrigger_local_responses_total{route="",reason="bad-request"}"#;
+    assert_eq!(p.metric(counted).await, 2.0);
     let out = raw(p.addr, b"\x16\x03\x01 not http at all\r\n\r\n").await;
     assert!(out.is_empty() || out.starts_with("HTTP/1.1 400"), "{out}");
     assert_eq!(client().get(&p.url("/app")).await.status, 200);
@@ -94,6 +100,7 @@ async fn large_headers_are_431() {
     let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nx-huge: {}\r\n\r\n", "v".repeat(100_000));
     let out = raw(p.addr, huge.as_bytes()).await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    assert!(out.contains("\r\nx-outrigger-error: bad-request\r\n"), "{out}");
     assert_eq!(up.hits(), 0);
 }
 

@@ -102,6 +102,22 @@ pub async fn handle(ctx: &ConnContext, mut req: Request<Incoming>) -> Response<B
     resp
 }
 
+/// Counts and logs a request hyper refused while parsing it (see
+/// [`super::parse_errors`]): it answered `status` before any route could.
+pub fn refuse_unparsed(ctx: &ConnContext, status: http::StatusCode, refusal: Refusal) {
+    let routes = ctx.routes.load();
+    routes.no_route.record(status, std::time::Duration::ZERO, Some(refusal));
+    tracing::info!(
+        target: "outrigger::access",
+        listener = %routes.name,
+        client = %ctx.peer,
+        original_dst = ctx.original_dst.map(tracing::field::display),
+        status = status.as_u16(),
+        error = refusal.token(),
+        "request refused: it could not be parsed"
+    );
+}
+
 fn refuse(ctx: &ConnContext, routes: &ListenerRoutes, refusal: Refusal, start: Instant, log: bool) -> Response<Body> {
     let resp = local_response(refusal);
     routes.no_route.record(resp.status(), start.elapsed(), Some(refusal));

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::edge::{handle, ConnContext};
 use super::origin::original_dst;
+use super::parse_errors::TagParseErrors;
 use super::table::ListenerRoutes;
 use crate::config::settings::ListenerSettings;
 
@@ -109,11 +110,12 @@ async fn serve_connection(
     drain: CancellationToken,
 ) {
     let ctx = Arc::new(ctx);
+    let io = TokioIo::new(TagParseErrors::new(stream, Arc::clone(&ctx)));
     let svc = hyper::service::service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
         async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

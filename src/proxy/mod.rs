@@ -6,6 +6,7 @@ pub mod edge;
 pub mod forward;
 pub mod listener;
 pub mod origin;
+pub mod parse_errors;
 pub mod route;
 pub mod router;
 pub mod state;
