@@ -313,10 +313,15 @@ async fn updates_under_load_fail_no_request() {
         vec![EndpointSpec::new(ups[0].addr), EndpointSpec::new(ups[1].addr)],
         vec![EndpointSpec::new(ups[2].addr), EndpointSpec::new(ups[0].addr)],
     ];
+    // Paced by the load (update i after 2i requests), so the updates are
+    // spread over the requests however the two tasks are scheduled.
+    let served = ups.clone();
     let updater = tokio::spawn(async move {
         for i in 0..1000 {
+            while served.iter().map(|u| u.hits()).sum::<usize>() < 2 * i {
+                tokio::task::yield_now().await;
+            }
             balancer.update(sets[i % 2].clone());
-            tokio::task::yield_now().await;
         }
     });
     let statuses = load(&proxy, 2000, 16).await;
