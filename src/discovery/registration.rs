@@ -83,32 +83,41 @@ impl Registration {
 }
 
 /// Grants a lease, puts the key on it, keeps it alive while ready.
+///
+/// A stop is heeded at every step, not only once the key is up: a stop
+/// while connecting or granting ends at once (a lease granted unseen has
+/// no key and lapses at its ttl); a stop while putting revokes the lease,
+/// which removes the key whether or not the put landed. So once
+/// [`Registration::deregister`] returns, no put of this task is still to
+/// come.
 async fn register(
     s: &RegistrationSettings,
     ready: &(dyn Fn() -> bool + Send + Sync),
     stop: &CancellationToken,
 ) -> Result<Ended, BoxError> {
-    let mut client = Client::connect(&s.endpoints, Some(connect_options())).await?;
     let ttl = i64::try_from(s.ttl.as_secs()).unwrap_or(i64::MAX).max(2);
-    let lease = client.lease_grant(ttl, None).await?.id();
-    client.put(s.key.as_bytes(), s.address.as_bytes(), Some(PutOptions::new().with_lease(lease))).await?;
-    tracing::info!(key = %s.key, address = %s.address, lease, "registered in etcd");
-    let (mut keeper, mut acks) = client.lease_keep_alive(lease).await?;
-    let mut tick = tokio::time::interval(s.ttl / 3);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let ended = loop {
-        tokio::select! {
-            _ = stop.cancelled() => break Ended::Stopped,
-            _ = tick.tick() => {
-                if !ready() {
-                    break Ended::NotReady;
-                }
-                keeper.keep_alive().await?;
-            }
-            ack = acks.message() => match ack? {
-                Some(a) if a.ttl() > 0 => {}
-                _ => return Err("etcd lease expired".into()),
-            },
+    let setup = async {
+        let mut client = Client::connect(&s.endpoints, Some(connect_options())).await?;
+        let lease = client.lease_grant(ttl, None).await?.id();
+        Ok::<_, BoxError>((client, lease))
+    };
+    let (mut client, lease) = tokio::select! {
+        _ = stop.cancelled() => return Ok(Ended::Stopped),
+        r = setup => r?,
+    };
+    let put = client.put(s.key.as_bytes(), s.address.as_bytes(), Some(PutOptions::new().with_lease(lease)));
+    let ended = tokio::select! {
+        _ = stop.cancelled() => Some(Ended::Stopped),
+        r = put => {
+            r?;
+            None
+        }
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            tracing::info!(key = %s.key, address = %s.address, lease, "registered in etcd");
+            keep_alive(&mut client, lease, s, ready, stop).await?
         }
     };
     match tokio::time::timeout(REVOKE_TIMEOUT, client.lease_revoke(lease)).await {
@@ -117,4 +126,33 @@ async fn register(
         Err(_) => tracing::warn!(key = %s.key, "etcd lease revoke timed out; the key goes at its ttl"),
     }
     Ok(ended)
+}
+
+/// Keeps `lease` alive while ready, until stopped; an expired lease is an
+/// error (the key is gone: register again).
+async fn keep_alive(
+    client: &mut Client,
+    lease: i64,
+    s: &RegistrationSettings,
+    ready: &(dyn Fn() -> bool + Send + Sync),
+    stop: &CancellationToken,
+) -> Result<Ended, BoxError> {
+    let (mut keeper, mut acks) = client.lease_keep_alive(lease).await?;
+    let mut tick = tokio::time::interval(s.ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(Ended::Stopped),
+            _ = tick.tick() => {
+                if !ready() {
+                    return Ok(Ended::NotReady);
+                }
+                keeper.keep_alive().await?;
+            }
+            ack = acks.message() => match ack? {
+                Some(a) if a.ttl() > 0 => {}
+                _ => return Err("etcd lease expired".into()),
+            },
+        }
+    }
 }
