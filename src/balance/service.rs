@@ -4,9 +4,9 @@
 //! The per-try timeout lives here, not in a layer above: a try cut off by
 //! it is the endpoint's failure, so outlier ejection counts it, peak EWMA
 //! sees its latency, and the retry that follows avoids that endpoint. A
-//! layer above could only drop the try, unseen. A try dropped once the
-//! route's [`Deadline`] has passed (the route timeout cut it off) is
-//! counted the same way; one dropped earlier (the client went away) is not.
+//! layer above could only drop the try, unseen. A try the route timeout
+//! cuts off (see [`cutting_off`]) is counted the same way; one dropped
+//! because the client went away is not.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,7 +23,7 @@ use super::Balancer;
 use crate::body::Body;
 use crate::error::{outcome, BoxError, Outcome, Refusal};
 use crate::metrics::Metrics;
-use crate::resilience::timeout::Deadline;
+use crate::resilience::timeout::cutting_off;
 use crate::upstream::pool::{Pool, PoolSettings};
 use prometheus::IntCounter;
 
@@ -87,12 +87,7 @@ impl tower::Service<Request<Body>> for Balance {
         let pool = Arc::clone(endpoint.pool.get_or_init(|| Arc::new(Pool::new(address, Arc::clone(&self.pool)))));
         let start = Instant::now();
         let try_deadline = self.per_try.map(|t| start + t);
-        let deadline = match (try_deadline, Deadline::of(&req)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         let mut on_endpoint = OnEndpoint::new(endpoint, Arc::clone(&self.balancer), Arc::clone(&self.attempts), start);
-        on_endpoint.deadline = deadline;
         let fut = pool.send(req);
         Box::pin(async move {
             let result = match try_deadline {
@@ -133,15 +128,14 @@ fn address_to(req: &mut Request<Body>, version: Version, endpoint: &super::Endpo
 }
 
 /// One try on an endpoint: counted in flight until dropped, its outcome
-/// recorded once. Dropped without an outcome at or past its deadline, it
-/// was cut off by a timeout: a failure of the endpoint. Dropped before, the
-/// client went away: nothing is recorded.
+/// recorded once. Dropped without an outcome while a timeout cuts it off:
+/// a failure of the endpoint. Dropped otherwise, the client went away:
+/// nothing is recorded.
 struct OnEndpoint {
     endpoint: Arc<super::Endpoint>,
     balancer: Arc<Balancer>,
     attempts: Arc<AttemptMetrics>,
     start: Instant,
-    deadline: Option<Instant>,
     recorded: bool,
 }
 
@@ -153,7 +147,7 @@ impl OnEndpoint {
         start: Instant,
     ) -> Self {
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        OnEndpoint { endpoint, balancer, attempts, start, deadline: None, recorded: false }
+        OnEndpoint { endpoint, balancer, attempts, start, recorded: false }
     }
 
     fn finish(&mut self, outcome: Outcome) {
@@ -168,9 +162,7 @@ impl OnEndpoint {
 
 impl Drop for OnEndpoint {
     fn drop(&mut self) {
-        // A timeout fires at its deadline; allow for the clock's grain.
-        let grain = Duration::from_millis(1);
-        if !self.recorded && self.deadline.is_some_and(|d| Instant::now() + grain >= d) {
+        if !self.recorded && cutting_off() {
             self.finish(Outcome::Failure);
         }
         self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -1,7 +1,7 @@
 //! A route's stack, built once when the config loads:
 //!
 //! ```text
-//! timeout (whole request; its deadline put on the request where a layer below reads it)
+//! timeout (whole request; what it cuts off counts as failed below, see `cutting_off`)
 //!   bulkhead (route's own, then the cluster's shared one)
 //!     retry (policy, backoff, budget, replayable body)
 //!       circuit breaker (route's own, then the cluster's shared one)
@@ -24,7 +24,6 @@ use tower::{ServiceBuilder, ServiceExt};
 
 use super::cluster::Cluster;
 use super::state::{Scope, StateStore, BREAKER, BULKHEAD};
-use crate::balance::settings::LbPolicy;
 use crate::body::Body;
 use crate::config::settings::{ClusterSettings, RouteSettings};
 use crate::error::BoxError;
@@ -32,7 +31,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::resilience::bulkhead::{Bulkhead, BulkheadLayer, BulkheadSettings};
 use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerSettings};
 use crate::resilience::retry::RetryLayer;
-use crate::resilience::timeout::{MarkDeadlineLayer, TimeoutLayer};
+use crate::resilience::timeout::TimeoutLayer;
 
 /// The type every stack is erased to at a module boundary: shared, called
 /// through `&self`. Each call clones the concrete stack (reference counts,
@@ -165,17 +164,9 @@ where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
-    // Who tells a try cut off by the route timeout from a client gone away.
-    let deadline_readers = route.circuit_breaker.is_some()
-        || cluster.circuit_breaker.is_some()
-        || cluster.outlier_detection.is_some()
-        || cluster.load_balancer == LbPolicy::PeakEwma;
     ServiceBuilder::new()
         // Whole request, every retry included.
         .option_layer(route.timeout.map(TimeoutLayer::new))
-        // Its deadline on the request, for breakers and the balancer to
-        // count a cut-off try as a failure.
-        .option_layer(route.timeout.filter(|_| deadline_readers).map(MarkDeadlineLayer::new))
         // One slot per request, held across retries until the body ends.
         .option_layer(bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), metrics, state))
         .option_layer(bulkhead(Scope::Cluster, &cluster.name, cluster.bulkhead.as_ref(), metrics, state))

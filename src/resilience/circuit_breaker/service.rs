@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -18,7 +17,7 @@ use crate::body::Body;
 use crate::error::{outcome, BoxError, Refusal};
 use crate::metrics::Metrics;
 use crate::proxy::state::Scope;
-use crate::resilience::timeout::Deadline;
+use crate::resilience::timeout::cutting_off;
 
 /// A breaker's shared state and its metric handles.
 pub struct CircuitBreaker {
@@ -109,9 +108,9 @@ pub struct CircuitBreakerService<S> {
 }
 
 impl<S> CircuitBreakerService<S> {
-    /// Wraps `inner`. A call dropped once the request's route
-    /// [`Deadline`] has passed was a timeout (the route timeout drops the
-    /// call before any inner layer can report it), not a client hang-up.
+    /// Wraps `inner`. A call dropped while a timeout above cuts it off (the
+    /// route timeout drops the call before any inner layer can report it)
+    /// is a failure; one dropped because the client went away is not.
     pub fn new(inner: S, breaker: Arc<CircuitBreaker>) -> Self {
         CircuitBreakerService { inner, breaker }
     }
@@ -132,24 +131,20 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         match self.breaker.admit() {
             (Admission::Rejected, _) => ResponseFuture { inner: None, call: None },
-            (Admission::Allowed { probe }, start) => {
-                let deadline = Deadline::of(&req);
-                ResponseFuture {
-                    inner: Some(self.inner.call(req)),
-                    call: Some(Call { breaker: Arc::clone(&self.breaker), probe, start, deadline, recorded: false }),
-                }
-            }
+            (Admission::Allowed { probe }, start) => ResponseFuture {
+                inner: Some(self.inner.call(req)),
+                call: Some(Call { breaker: Arc::clone(&self.breaker), probe, start, recorded: false }),
+            },
         }
     }
 }
 
-/// One admitted call. Dropped without an outcome: a timeout if the route
-/// deadline has passed, else a cancellation (a probe's slot is freed).
+/// One admitted call. Dropped without an outcome: a failure if a timeout
+/// cut it off, else a cancellation (a probe's slot is freed).
 struct Call {
     breaker: Arc<CircuitBreaker>,
     probe: bool,
     start: Instant,
-    deadline: Option<Instant>,
     recorded: bool,
 }
 
@@ -158,9 +153,7 @@ impl Drop for Call {
         if self.recorded {
             return;
         }
-        // The timeout fires at its deadline; allow for the clock's grain.
-        let timed_out = self.deadline.is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d);
-        if timed_out {
+        if cutting_off() {
             self.breaker.record(self.probe, crate::error::Outcome::Failure, self.start);
         } else if self.probe {
             self.breaker.lock().release_probe();

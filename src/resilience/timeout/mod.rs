@@ -7,10 +7,8 @@
 //! has started streaming is not cut off (a 100 MB download must not fail
 //! because it takes longer than a typical API call).
 
-mod deadline;
 mod layer;
 mod service;
 
-pub use deadline::{Deadline, MarkDeadline, MarkDeadlineLayer};
 pub use layer::TimeoutLayer;
-pub use service::{Timeout, TimeoutFuture};
+pub use service::{cutting_off, Timeout, TimeoutFuture};

@@ -1,3 +1,4 @@
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -36,15 +37,16 @@ where
     }
 
     fn call(&mut self, req: R) -> Self::Future {
-        TimeoutFuture { inner: self.inner.call(req), sleep: tokio::time::sleep(self.timeout) }
+        TimeoutFuture { inner: Some(self.inner.call(req)), sleep: tokio::time::sleep(self.timeout) }
     }
 }
 
 pin_project! {
     /// The response future of [`Timeout`].
     pub struct TimeoutFuture<F> {
+        // `None` once cut off.
         #[pin]
-        inner: F,
+        inner: Option<F>,
         #[pin]
         sleep: Sleep,
     }
@@ -58,14 +60,54 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(r) = this.inner.poll(cx) {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(Err(Refusal::Timeout.into()));
+        };
+        if let Poll::Ready(r) = inner.poll(cx) {
             return Poll::Ready(r.map_err(Into::into));
         }
         match this.sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Refusal::Timeout.into())),
+            Poll::Ready(()) => {
+                // Dropped here, under the flag, so what it holds can tell a
+                // timeout from a client that went away.
+                let _cutting = CuttingOff::start();
+                this.inner.set(None);
+                Poll::Ready(Err(Refusal::Timeout.into()))
+            }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+thread_local! {
+    static CUTTING_OFF: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether what is being dropped right now is being cut off by a timeout.
+///
+/// A layer below a timeout sees only a drop either way; this tells a
+/// timeout (the try failed: count it against the breaker, the endpoint)
+/// from a client that went away (nothing is known: count nothing). Free
+/// on the request path: no per-request state, one thread-local read on a
+/// drop without an outcome.
+pub fn cutting_off() -> bool {
+    CUTTING_OFF.with(Cell::get)
+}
+
+/// Raises the flag while a timeout drops its future (lowered even if a
+/// drop panics).
+struct CuttingOff(bool);
+
+impl CuttingOff {
+    fn start() -> Self {
+        CuttingOff(CUTTING_OFF.with(|c| c.replace(true)))
+    }
+}
+
+impl Drop for CuttingOff {
+    fn drop(&mut self) {
+        CUTTING_OFF.with(|c| c.set(self.0));
     }
 }
 
@@ -86,5 +128,39 @@ mod tests {
         assert_eq!(svc.ready().await.unwrap().call(50).await.unwrap(), 50);
         let err = svc.ready().await.unwrap().call(150).await.unwrap_err();
         assert_eq!(crate::error::classify(err.as_ref()), Refusal::Timeout);
+    }
+
+    /// Records whether it was dropped while a timeout was cutting it off.
+    struct Witness(std::sync::Arc<std::sync::Mutex<Option<bool>>>);
+
+    impl Drop for Witness {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(cutting_off());
+        }
+    }
+
+    /// What a timed-out call holds is dropped under the flag; what a
+    /// caller drops (a client gone) is not, and the flag is down after.
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_drop_is_told_from_a_client_drop() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let hang = {
+            let seen = seen.clone();
+            tower::service_fn(move |()| {
+                let w = Witness(seen.clone());
+                async move {
+                    let _w = w;
+                    std::future::pending::<Result<(), BoxError>>().await
+                }
+            })
+        };
+        let mut svc = Timeout::new(hang, Duration::from_millis(100));
+        assert!(svc.ready().await.unwrap().call(()).await.is_err());
+        assert_eq!(*seen.lock().unwrap(), Some(true), "cut off by the timeout");
+        assert!(!cutting_off());
+
+        let fut = svc.ready().await.unwrap().call(());
+        let _ = tokio::time::timeout(Duration::from_millis(10), fut).await;
+        assert_eq!(*seen.lock().unwrap(), Some(false), "dropped by its caller");
     }
 }
