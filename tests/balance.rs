@@ -29,7 +29,7 @@ fn config(endpoints: &[&Upstream], extra: &str) -> String {
 /// (building a maglev table takes a moment).
 async fn start(yaml: &str) -> TestProxy {
     let proxy = TestProxy::start(yaml).await;
-    eventually(Duration::from_secs(3), "the proxy to be ready", || async { proxy.admin_get("/ready").await.0 == 200 })
+    eventually(Duration::from_secs(10), "the proxy to be ready", || async { proxy.admin_get("/ready").await.0 == 200 })
         .await;
     proxy
 }
@@ -49,10 +49,10 @@ async fn load(proxy: &TestProxy, n: usize, concurrency: usize) -> Vec<u16> {
 }
 
 /// The share of 500 requests (8 at a time) that the 1 ms endpoint gets
-/// when the other takes 50 ms.
-async fn share_to_fast(policy: &str) -> f64 {
+/// when the other takes `slow_ms`.
+async fn share_to_fast(policy: &str, slow_ms: u64) -> f64 {
     let fast = Upstream::start_with(Fault::Delay(Duration::from_millis(1), 200)).await;
-    let slow = Upstream::start_with(Fault::Delay(Duration::from_millis(50), 200)).await;
+    let slow = Upstream::start_with(Fault::Delay(Duration::from_millis(slow_ms), 200)).await;
     let proxy = start(&config(&[&fast, &slow], &format!("    load_balancer: {policy}\n"))).await;
     let statuses = load(&proxy, 500, 8).await;
     assert!(statuses.iter().all(|s| *s == 200));
@@ -60,10 +60,16 @@ async fn share_to_fast(policy: &str) -> f64 {
     fast.hits() as f64 / 500.0
 }
 
+/// How much slower the slow endpoint is for the latency-aware policies. On
+/// a loaded machine the "fast" one is slowed by the proxy's own work, and
+/// its share falls as its time nears the slow one's: 200 ms keeps them
+/// apart (50 ms went from 95% to 85% under a heavy CPU load).
+const SLOW_MS: u64 = 200;
+
 /// least_request sends most traffic to the endpoint that finishes fast.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_request_favours_the_fast_endpoint() {
-    let share = share_to_fast("least_request").await;
+    let share = share_to_fast("least_request", SLOW_MS).await;
     println!("least_request: {:.0} of 500 to the fast endpoint", share * 500.0);
     assert!(share >= 0.75, "fast endpoint got {share}");
 }
@@ -71,7 +77,7 @@ async fn least_request_favours_the_fast_endpoint() {
 /// peak_ewma sends most traffic to the endpoint with the lower latency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_ewma_favours_the_fast_endpoint() {
-    let share = share_to_fast("peak_ewma").await;
+    let share = share_to_fast("peak_ewma", SLOW_MS).await;
     println!("peak_ewma: {:.0} of 500 to the fast endpoint", share * 500.0);
     assert!(share >= 0.75, "fast endpoint got {share}");
 }
@@ -79,7 +85,8 @@ async fn peak_ewma_favours_the_fast_endpoint() {
 /// round_robin ignores latency and splits evenly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_splits_evenly_whatever_the_latency() {
-    let share = share_to_fast("round_robin").await;
+    // 50 ms: round robin waits on the slow endpoint for half the requests.
+    let share = share_to_fast("round_robin", 50).await;
     println!("round_robin: {:.0} of 500 to the fast endpoint", share * 500.0);
     assert!((0.45..=0.55).contains(&share), "fast endpoint got {share}");
 }
@@ -174,11 +181,13 @@ const EJECTED: &str = "outrigger_endpoints{cluster=\"c\",state=\"ejected\"}";
 
 /// An endpoint that starts answering 500 is ejected after 3 failures in a
 /// row, gets nothing while ejected, and takes traffic again afterwards.
+/// (The ejection must outlast the ~35 exchanges made while it runs, on a
+/// loaded machine too: 4 s.)
 #[tokio::test]
 async fn failing_endpoint_is_ejected_until_its_time_is_up() {
     let (good1, good2) = (Upstream::start().await, Upstream::start().await);
     let bad = Upstream::start_with(Fault::Status(500)).await;
-    let od = "    outlier_detection: {consecutive_failures: 3, base_ejection: 1500ms, max_ejected_percent: 50}\n";
+    let od = "    outlier_detection: {consecutive_failures: 3, base_ejection: 4s, max_ejected_percent: 50}\n";
     let proxy = start(&config(&[&good1, &bad, &good2], od)).await;
 
     load(&proxy, 9, 1).await;
@@ -196,7 +205,7 @@ async fn failing_endpoint_is_ejected_until_its_time_is_up() {
     assert_eq!(bad.hits(), 3, "no request reached the ejected endpoint");
 
     bad.set_default(Fault::Status(200));
-    eventually(Duration::from_secs(3), "the ejection to end", || async { proxy.metric(EJECTED).await == 0.0 }).await;
+    eventually(Duration::from_secs(15), "the ejection to end", || async { proxy.metric(EJECTED).await == 0.0 }).await;
     load(&proxy, 9, 1).await;
     assert!(bad.hits() > 3, "back in rotation");
 }
@@ -253,10 +262,12 @@ async fn with_a_hanging_endpoint(route: &str) -> (TestProxy, Upstream) {
 
 /// An endpoint that hangs is the endpoint's failure when the per-try
 /// timeout cuts it off: the retry goes elsewhere (every request answered),
-/// and after 2 timeouts in a row it is ejected and gets nothing more.
+/// and after 2 timeouts in a row it is ejected and gets nothing more. (The
+/// timeout is 1 s, far above what a healthy endpoint takes even on a loaded
+/// machine: one cut off by it would be a failure this test does not expect.)
 #[tokio::test]
 async fn an_endpoint_that_hangs_is_ejected_by_per_try_timeouts() {
-    let retry = "        retry: {attempts: 2, on: [timeout], per_try_timeout: 100ms, backoff: {base: 1ms, max: 2ms}}\n";
+    let retry = "        retry: {attempts: 2, on: [timeout], per_try_timeout: 1s, backoff: {base: 1ms, max: 2ms}}\n";
     let (proxy, hang) = with_a_hanging_endpoint(retry).await;
     let statuses = load(&proxy, 15, 1).await;
     assert!(statuses.iter().all(|s| *s == 200), "a retry went back to the hanging endpoint: {statuses:?}");
@@ -269,7 +280,7 @@ async fn an_endpoint_that_hangs_is_ejected_by_per_try_timeouts() {
 /// get 504 and count against the endpoint, which is then ejected.
 #[tokio::test]
 async fn an_endpoint_that_hangs_past_the_route_timeout_is_ejected() {
-    let (proxy, hang) = with_a_hanging_endpoint("        timeout: 100ms\n").await;
+    let (proxy, hang) = with_a_hanging_endpoint("        timeout: 1s\n").await;
     let statuses = load(&proxy, 15, 1).await;
     assert_eq!(statuses.iter().filter(|s| **s == 504).count(), 2, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 13, "{statuses:?}");
@@ -286,10 +297,12 @@ async fn endpoint_failing_health_checks_is_skipped_until_it_passes() {
     let (a, b) = (Upstream::start().await, Upstream::start().await);
     a.set_health("/healthz", 200);
     b.set_health("/healthz", 503);
-    let hc = "    health_check: {path: /healthz, interval: 50ms, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 2}\n";
+    // A probe timeout far above a healthy answer's time: two timed-out
+    // probes in a row would mark a healthy endpoint down on a loaded machine.
+    let hc = "    health_check: {path: /healthz, interval: 50ms, timeout: 3s, healthy_threshold: 2, unhealthy_threshold: 2}\n";
     let proxy = start(&config(&[&a, &b], hc)).await;
 
-    eventually(Duration::from_secs(3), "b to be marked unhealthy", || async { proxy.metric(UNHEALTHY).await == 1.0 })
+    eventually(Duration::from_secs(10), "b to be marked unhealthy", || async { proxy.metric(UNHEALTHY).await == 1.0 })
         .await;
     let before = b.hits();
     load(&proxy, 20, 2).await;
@@ -297,7 +310,7 @@ async fn endpoint_failing_health_checks_is_skipped_until_it_passes() {
     assert!(b.probes() >= 2);
 
     b.set_health("/healthz", 200);
-    eventually(Duration::from_secs(3), "b to rejoin", || async { proxy.metric(UNHEALTHY).await == 0.0 }).await;
+    eventually(Duration::from_secs(10), "b to rejoin", || async { proxy.metric(UNHEALTHY).await == 0.0 }).await;
     load(&proxy, 20, 1).await;
     assert_eq!(b.hits() - before, 10, "round robin includes it again");
 }

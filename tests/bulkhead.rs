@@ -2,8 +2,6 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -11,7 +9,7 @@ use support::*;
 fn cfg(slow: &Upstream, fast: &Upstream, bulkhead: &str) -> String {
     format!(
         "listeners: [{{name: l, address: 127.0.0.1:0, routes: [
-            {{name: slow, match: {{path_prefix: /slow}}, cluster: slow, timeout: 10s, bulkhead: {bulkhead}}},
+            {{name: slow, match: {{path_prefix: /slow}}, cluster: slow, timeout: 60s, bulkhead: {bulkhead}}},
             {{name: fast, cluster: fast}}]}}]
 clusters: [{{name: slow, endpoints: [\"{}\"]}}, {{name: fast, endpoints: [\"{}\"]}}]\n",
         slow.addr, fast.addr
@@ -19,45 +17,54 @@ clusters: [{{name: slow, endpoints: [\"{}\"]}}, {{name: fast, endpoints: [\"{}\"
 }
 
 /// A route bulkhead of 2 + queue 1: of 10 concurrent slow requests 3 are
-/// answered and 7 refused at once with bulkhead-full (none waits for the
-/// slow upstream); meanwhile a route to a healthy cluster answers while the
-/// slow requests are still in flight.
+/// answered and 7 refused at once with bulkhead-full (all 7 before the
+/// slow upstream has answered anything); meanwhile a route to a healthy
+/// cluster answers while the slow requests are still in flight.
 #[tokio::test]
 async fn caps_concurrency_and_isolates() {
-    const SLOW: Duration = Duration::from_secs(1);
-    let slow = Upstream::start_with(Fault::Delay(SLOW, 200)).await;
+    // The slow upstream answers when the test opens the gate: every fact
+    // below is "before it answered", with no guess at how long that takes.
+    let gate = Gate::new();
+    let slow = Upstream::start_with(Fault::Gated(gate.clone(), 200)).await;
     let fast = Upstream::start().await;
-    let p = TestProxy::start(&cfg(&slow, &fast, "{max_concurrent: 2, max_queued: 1, queue_timeout: 3s}")).await;
-    let slow_answered = Arc::new(AtomicUsize::new(0));
+    let p = TestProxy::start(&cfg(&slow, &fast, "{max_concurrent: 2, max_queued: 1, queue_timeout: 60s}")).await;
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let url = p.url("/slow");
-            let slow_answered = Arc::clone(&slow_answered);
             tokio::spawn(async move {
-                let t = Instant::now();
                 let r = client().get(&url).await;
-                if r.status == 200 {
-                    slow_answered.fetch_add(1, Ordering::SeqCst);
-                }
-                (r.status.as_u16(), r.header("x-outrigger-error").map(str::to_owned), t.elapsed())
+                (r.status.as_u16(), r.header("x-outrigger-error").map(str::to_owned))
             })
         })
         .collect();
-    // While the slow route is saturated, the other route is unaffected.
-    eventually(Duration::from_secs(5), "two slow requests in flight", || async { slow.hits() >= 2 }).await;
+    // 2 hold the slots, 1 waits in the queue: the other 7 are answered
+    // without the upstream.
+    eventually(Duration::from_secs(10), "two slow requests in flight and 7 answered", || async {
+        slow.hits() >= 2 && tasks.iter().filter(|t| t.is_finished()).count() >= 7
+    })
+    .await;
+    // While the slow route is saturated, the other route is unaffected (a
+    // request stuck behind the slow ones would wait for the gate).
     for _ in 0..20 {
-        assert_eq!(client().get(&p.url("/other")).await.status, 200);
+        let r = tokio::time::timeout(Duration::from_secs(10), client().get(&p.url("/other")))
+            .await
+            .expect("the other route waited for the slow one");
+        assert_eq!(r.status, 200);
     }
-    assert_eq!(slow_answered.load(Ordering::SeqCst), 0, "the other route waited for the slow one");
+    let answered_before_the_upstream: Vec<bool> = tasks.iter().map(|t| t.is_finished()).collect();
+    gate.open();
     let mut ok = 0;
     let mut refused = 0;
-    for task in tasks {
-        let (status, error, took) = task.await.unwrap();
+    for (task, early) in tasks.into_iter().zip(answered_before_the_upstream) {
+        let (status, error) = task.await.unwrap();
         match status {
-            200 => ok += 1,
+            200 => {
+                assert!(!early, "answered 200 before the upstream answered");
+                ok += 1;
+            }
             503 => {
                 assert_eq!(error.as_deref(), Some("bulkhead-full"));
-                assert!(took < SLOW, "a refusal waited for the upstream: {took:?}");
+                assert!(early, "a refusal waited for the upstream");
                 refused += 1;
             }
             s => panic!("unexpected {s}"),
@@ -85,7 +92,7 @@ async fn disconnects_release_slots() {
     for t in tasks {
         t.abort();
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while p.metric(in_flight).await != 0.0 {
         assert!(Instant::now() < deadline, "slots leaked: {}", p.metric(in_flight).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -108,7 +115,7 @@ async fn slot_held_until_body_ends() {
     let r = client().get(&p.url("/slow")).await;
     assert_eq!(r.header("x-outrigger-error"), Some("bulkhead-full"), "slot still held by the streaming body");
     drop(body);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if client().get(&p.url("/slow")).await.status == 200 {
             break;
@@ -121,7 +128,8 @@ async fn slot_held_until_body_ends() {
 /// A cluster's bulkhead is one pool for every route to it.
 #[tokio::test]
 async fn cluster_pool_is_shared() {
-    let slow = Upstream::start_with(Fault::Delay(Duration::from_millis(400), 200)).await;
+    let gate = Gate::new();
+    let slow = Upstream::start_with(Fault::Gated(gate.clone(), 200)).await;
     let p = TestProxy::start(&format!(
         "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: a, match: {{path_prefix: /a}}, cluster: c}}, {{name: b, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"], bulkhead: {{max_concurrent: 1}}}}]\n",
         slow.addr
@@ -129,8 +137,10 @@ async fn cluster_pool_is_shared() {
     .await;
     let url = p.url("/a");
     let first = tokio::spawn(async move { client().get(&url).await.status });
-    eventually(Duration::from_secs(5), "the first request in flight", || async { slow.hits() >= 1 }).await;
+    eventually(Duration::from_secs(10), "the first request in flight", || async { slow.hits() >= 1 }).await;
     assert_eq!(client().get(&p.url("/b")).await.header("x-outrigger-error"), Some("bulkhead-full"));
+    assert!(!first.is_finished(), "the first request no longer held the slot");
+    gate.open();
     assert_eq!(first.await.unwrap(), 200);
 }
 
@@ -153,12 +163,22 @@ async fn adaptive_limit_falls_with_failures_and_is_enforced() {
     let (_, clusters) = p.admin_get("/clusters").await;
     assert!(clusters.contains("\"limit\": 2"), "{clusters}");
 
-    slow.set_default(Fault::Delay(Duration::from_millis(300), 200));
-    let answers = futures_util::future::join_all((0..6).map(|_| {
-        let url = p.url("/slow");
-        async move { client().get(&url).await }
-    }))
+    // Held until the gate opens, so all 6 arrive while the first ones are
+    // still in flight, however slowly they are sent.
+    let gate = Gate::new();
+    slow.set_default(Fault::Gated(gate.clone(), 200));
+    let before = slow.hits();
+    let tasks: Vec<_> = (0..6).map(|_| tokio::spawn(client().get_owned(p.url("/slow")))).collect();
+    eventually(Duration::from_secs(10), "2 held and 4 answered", || async {
+        slow.hits() - before >= 2 && tasks.iter().filter(|t| t.is_finished()).count() >= 4
+    })
     .await;
+    assert_eq!(slow.hits() - before, 2, "requests let through at a limit of 2");
+    gate.open();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
     let ok = answers.iter().filter(|r| r.status == 200).count();
     let full = answers.iter().filter(|r| r.header("x-outrigger-error") == Some("bulkhead-full")).count();
     assert_eq!((ok, full), (2, 4));

@@ -36,6 +36,10 @@ async fn config_file_rewrites_under_load_fail_no_request() {
     let path = dir.path().join("outrigger.yaml");
     std::fs::write(&path, valid(&ups[0])).unwrap();
     let p = Arc::new(TestProxy::start_file(&path).await);
+    // Discovery answers on another task: a request before it would get
+    // no-endpoints, which is the start's business, not the reload's.
+    eventually(Duration::from_secs(10), "the proxy to be ready", || async { p.admin_get("/ready").await.0 == 200 })
+        .await;
 
     let done = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
@@ -69,7 +73,7 @@ async fn config_file_rewrites_under_load_fail_no_request() {
         let text = if i % 2 == 0 { valid(serving) } else { INVALID[i / 2 % INVALID.len()].to_owned() };
         std::fs::write(&path, text).unwrap();
         let (ok, err) = ((i / 2 + 1) as f64, (i / 2 + i % 2) as f64);
-        eventually(Duration::from_secs(3), &format!("rewrite {i} is reloaded"), || async {
+        eventually(Duration::from_secs(10), &format!("rewrite {i} is reloaded"), || async {
             reloads("success").await == ok && reloads("error").await == err
         })
         .await;

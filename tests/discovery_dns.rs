@@ -8,7 +8,10 @@ use std::time::Duration;
 use support::dnsmasq::Dnsmasq;
 use support::*;
 
-const FOLLOW: Duration = Duration::from_secs(2);
+/// How long a change may take to reach traffic: the proxy re-resolves every
+/// 100 ms here, but dnsmasq must notice the file and a loaded machine may
+/// stall any of the three processes.
+const FOLLOW: Duration = Duration::from_secs(10);
 
 async fn proxy_resolving(dns: &Dnsmasq, lookup: &str) -> TestProxy {
     TestProxy::start(&format!(
@@ -64,6 +67,14 @@ async fn srv_records_give_targets_ports_and_weights() {
     let p = proxy_resolving(&dns, "srv: _http._tcp.orders.test").await;
     traffic_moves_to(&p, a.addr, FOLLOW).await;
 
+    // Remove a before adding b: one lookup resolves the targets one by
+    // one, so a swap in one step could be read half before and half after
+    // ({a, b}, a fair answer that still sends traffic to a). With a gone
+    // first, no target resolves (an error; a keeps serving) until b does.
+    let errors = "outrigger_discovery_updates_total{cluster=\"c\",result=\"error\"}";
+    let before = p.metric(errors).await;
+    dns.set_hosts("");
+    eventually(FOLLOW, "a lookup with no target resolving", || async { p.metric(errors).await > before }).await;
     dns.set_hosts("127.0.0.1 b.orders.test\n");
     traffic_moves_to(&p, b.addr, FOLLOW).await;
     let (_, clusters) = p.admin_get("/clusters").await;

@@ -12,22 +12,27 @@ use support::*;
 /// new connections are refused, shutdown reports every connection done.
 #[tokio::test]
 async fn drain_finishes_in_flight_requests() {
-    let up = Upstream::start_with(Fault::Delay(Duration::from_millis(500), 200)).await;
+    // The request stays in flight until the drain has been seen (once it
+    // ends, the drain finishes and the admin server stops answering).
+    let gate = Gate::new();
+    let up = Upstream::start_with(Fault::Gated(gate.clone(), 200)).await;
     let p = TestProxy::start(&format!(
-        "drain_timeout: 5s\nlisteners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+        "drain_timeout: 60s\nlisteners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
         up.addr
     ))
     .await;
     assert_eq!(p.admin_get("/ready").await.0, 200);
     let url = p.url("/slow");
     let in_flight = tokio::spawn(async move { client().get(&url).await });
-    eventually(Duration::from_secs(5), "the request reaches the upstream", || async { up.hits() > 0 }).await;
+    eventually(Duration::from_secs(10), "the request reaches the upstream", || async { up.hits() > 0 }).await;
     let proxy = p.proxy.clone();
     let shutdown = tokio::spawn(async move { proxy.shutdown().await });
-    eventually(Duration::from_secs(2), "draining: /ready 503 and no new connections", || async {
+    eventually(Duration::from_secs(10), "draining: /ready 503 and no new connections", || async {
         p.admin_get("/ready").await.0 == 503 && tokio::net::TcpStream::connect(p.addr).await.is_err()
     })
     .await;
+    assert!(!shutdown.is_finished(), "the drain ended with a request in flight");
+    gate.open();
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200);
     assert!(shutdown.await.unwrap(), "drain did not finish");
@@ -37,16 +42,18 @@ async fn drain_finishes_in_flight_requests() {
 /// 200 and the process exits 0.
 #[tokio::test]
 async fn sigterm_drains_and_exits_zero() {
-    let up = Upstream::start_with(Fault::Delay(Duration::from_millis(700), 200)).await;
-    let port = refused_addr().port();
-    let admin = refused_addr().port();
+    // The request is held until the binary says it is draining.
+    let gate = Gate::new();
+    let up = Upstream::start_with(Fault::Gated(gate.clone(), 200)).await;
+    // Ports the binary binds: reserved, not merely free a moment ago.
+    let (listener, admin) = (reserve_addr(), reserve_addr());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o.yaml");
     std::fs::write(
         &path,
         format!(
-            "admin: {{address: 127.0.0.1:{admin}}}\ndrain_timeout: 5s\nlisteners: [{{name: l, address: 127.0.0.1:{port}, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
-            up.addr
+            "admin: {{address: {}}}\ndrain_timeout: 60s\nlisteners: [{{name: l, address: {}, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+            admin.addr, listener.addr, up.addr
         ),
     )
     .unwrap();
@@ -57,7 +64,6 @@ async fn sigterm_drains_and_exits_zero() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until it says it is listening.
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -65,20 +71,28 @@ async fn sigterm_drains_and_exits_zero() {
             let _ = tx.send(line);
         }
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let line = rx.recv_timeout(deadline - std::time::Instant::now()).expect("proxy did not start");
-        if line.contains("listening") && line.contains(&port.to_string()) {
-            break;
+    // Waits for a log line with all of `words`. It blocks this test's
+    // runtime, which has nothing to do meanwhile (the upstream holds the
+    // request until the gate opens).
+    let wait_for_line = |words: Vec<String>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no log line with {words:?}"));
+            if words.iter().all(|w| line.contains(w.as_str())) {
+                break;
+            }
         }
-    }
-    let url = format!("http://127.0.0.1:{port}/slow");
+    };
+    wait_for_line(vec!["listening".into(), listener.addr.to_string()]);
+    let url = format!("http://{}/slow", listener.addr);
     let req = tokio::spawn(async move { client().get(&url).await });
-    while up.hits() == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(Duration::from_secs(10), "the request reaches the upstream", || async { up.hits() > 0 }).await;
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
+    wait_for_line(vec!["draining".into()]);
+    assert!(!req.is_finished(), "the request did not wait for the upstream");
+    gate.open();
     let r = req.await.unwrap();
     assert_eq!(r.status, 200);
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();

@@ -22,8 +22,9 @@ fn config(endpoints: &[String], timeout: &str, retry: &str) -> String {
 
 const ON_503: &str = "{attempts: 3, on: [503], backoff: {base: 1ms, max: 5ms}}";
 
+/// A route timeout no request here comes near, even on a loaded machine.
 async fn proxy_to(up: &Upstream, retry: &str) -> TestProxy {
-    TestProxy::start(&config(&[up.addr.to_string()], "3s", retry)).await
+    TestProxy::start(&config(&[up.addr.to_string()], "10s", retry)).await
 }
 
 fn request(method: &str, url: &str, body: Bytes) -> Request<Full<Bytes>> {
@@ -148,18 +149,20 @@ async fn connect_failure_is_retried_onto_another_endpoint() {
     assert_eq!(p.metric(r#"outrigger_retries_total{route="r"}"#).await, retried as f64);
 }
 
-/// A reset and a per-try timeout are each retried when named.
+/// A reset and a per-try timeout are each retried when named. (The slow
+/// try answers only long after the route timeout: a 200 from a third try
+/// proves it was cut, with no bound on how fast a loaded machine is; the
+/// per-try timeout is far above what the healthy third try takes.)
 #[tokio::test]
 async fn resets_and_per_try_timeouts_are_retried() {
     let up = Upstream::start().await;
-    up.plan([Fault::Reset, Fault::Delay(Duration::from_secs(3), 200)]);
-    let retry = "{attempts: 3, on: [reset, timeout], per_try_timeout: 200ms, backoff: {base: 1ms, max: 2ms}}";
+    up.plan([Fault::Reset, Fault::Delay(Duration::from_secs(60), 200)]);
+    let retry = "{attempts: 3, on: [reset, timeout], per_try_timeout: 1s, backoff: {base: 1ms, max: 2ms}}";
     let p = proxy_to(&up, retry).await;
-    let t = Instant::now();
     let r = client().get(&p.url("/x")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-outrigger-attempts"), Some("3"));
-    assert!(t.elapsed() < Duration::from_secs(2), "the slow try was cut at 200ms: {:?}", t.elapsed());
+    assert_eq!(up.hits(), 3);
 }
 
 /// `Retry-After: 1` on a 429 is waited out (instead of the 1 ms backoff)
@@ -177,17 +180,19 @@ async fn retry_after_is_honoured() {
 }
 
 /// A `Retry-After` that would pass the route timeout is not waited for:
-/// the 503 is relayed at once, with its header.
+/// the 503 is relayed at once, with its header (not held until the route
+/// timeout: it arrives in under half of it, a bound a loaded machine meets
+/// with seconds to spare).
 #[tokio::test]
 async fn retry_after_past_the_route_timeout_is_relayed() {
     let up = Upstream::start().await;
-    up.plan([Fault::RetryAfter(503, 2)]);
-    let p = TestProxy::start(&config(&[up.addr.to_string()], "1s", ON_503)).await;
+    up.plan([Fault::RetryAfter(503, 30)]);
+    let p = TestProxy::start(&config(&[up.addr.to_string()], "10s", ON_503)).await;
     let t = Instant::now();
     let r = client().get(&p.url("/x")).await;
     assert_eq!(r.status, 503);
-    assert_eq!(r.header("retry-after"), Some("2"));
+    assert_eq!(r.header("retry-after"), Some("30"));
     assert_eq!(r.header("x-outrigger-error"), None);
     assert_eq!(up.hits(), 1);
-    assert!(t.elapsed() < Duration::from_millis(900), "relayed at once: {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(5), "relayed at once: {:?}", t.elapsed());
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, DeleteOptions, GetOptions, PutOptions};
 
-use super::refused_addr;
+use super::{reserve_addr, Reserved};
 
 pub struct Etcd {
     /// The client URL (`http://127.0.0.1:PORT`).
@@ -14,14 +14,18 @@ pub struct Etcd {
     peer: String,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// The client and peer ports, kept from other tests for the whole
+    /// test, so a restart finds them free.
+    _ports: [Reserved; 2],
 }
 
 impl Etcd {
     /// Starts etcd and waits until it answers.
     pub async fn start() -> Etcd {
-        let url = format!("http://{}", refused_addr());
-        let peer = format!("http://{}", refused_addr());
-        let mut e = Etcd { url, peer, child: None, dir: tempfile::tempdir().unwrap() };
+        let ports = [reserve_addr(), reserve_addr()];
+        let url = format!("http://{}", ports[0].addr);
+        let peer = format!("http://{}", ports[1].addr);
+        let mut e = Etcd { url, peer, child: None, dir: tempfile::tempdir().unwrap(), _ports: ports };
         e.restart().await;
         e
     }
@@ -58,7 +62,7 @@ impl Etcd {
             .spawn()
             .expect("etcd is installed (scripts/test.sh installs etcd-server)");
         self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Ok(mut c)) =
                 tokio::time::timeout(Duration::from_secs(1), Client::connect([&self.url], None)).await
@@ -66,6 +70,9 @@ impl Etcd {
                 if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), c.get("probe", None)).await {
                     return;
                 }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("etcd exited at start: {status}");
             }
             assert!(tokio::time::Instant::now() < deadline, "etcd did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use outrigger::runtime::Proxy;
 
-pub use upstream::{Fault, Upstream};
+pub use upstream::{Fault, Gate, Upstream};
 pub use wait::{eventually, served_by, traffic_moves_to};
 
 /// A proxy running in this test process.
@@ -156,12 +156,41 @@ impl TestClient {
     }
 }
 
-/// An address that refuses connections (bound, then closed).
+/// An address that refuses connections for as long as this test process
+/// runs. The port stays bound (without SO_REUSEADDR) but never listens, so
+/// a connection to it is refused, and no other socket, in this process or
+/// another test binary, can take the port and answer in its place (as it
+/// could if the port were bound, closed and merely hoped to stay free).
+/// The socket is deliberately leaked: one descriptor per call, freed when
+/// the test process exits.
 pub fn refused_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let a = l.local_addr().unwrap();
-    drop(l);
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_reuseaddr(false).unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let a = s.local_addr().unwrap();
+    std::mem::forget(s);
     a
+}
+
+/// A port on 127.0.0.1 kept for a process the test starts (the binary,
+/// etcd, dnsmasq) to listen on, by number, later and again after a
+/// restart. The reservation is a socket bound with SO_REUSEADDR that never
+/// listens: the kernel then gives the port to no `:0` bind and no outgoing
+/// connection elsewhere, while a program that binds it by number with
+/// SO_REUSEADDR (tokio's `TcpListener::bind`, Go's `net.Listen`, dnsmasq
+/// all do) still can. Until that program listens, connecting is refused.
+/// Held until dropped.
+pub struct Reserved {
+    pub addr: SocketAddr,
+    _hold: tokio::net::TcpSocket,
+}
+
+/// Reserves a port (see [`Reserved`]).
+pub fn reserve_addr() -> Reserved {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_reuseaddr(true).unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    Reserved { addr: s.local_addr().unwrap(), _hold: s }
 }
 
 /// Writes `request` as is on a new connection to `addr` and reads the

@@ -28,6 +28,36 @@ pub enum Fault {
     Reset,
     /// Answer 429/503 with `Retry-After: secs`.
     RetryAfter(u16, u64),
+    /// Wait until the test opens the gate, then answer with this status:
+    /// a slow upstream that answers when the test says, not after a delay
+    /// guessed to outlast whatever the test does meanwhile.
+    Gated(Gate, u16),
+}
+
+/// Holds [`Fault::Gated`] requests until [`Gate::open`].
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<tokio::sync::Semaphore>);
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate::new()
+    }
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate(Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+
+    /// Lets every held request, and every later one, through.
+    pub fn open(&self) {
+        self.0.close();
+    }
+
+    async fn pass(&self) {
+        // A closed semaphore wakes every waiter with an error: the gate is open.
+        let _ = self.0.acquire().await;
+    }
 }
 
 struct State {
@@ -196,6 +226,10 @@ async fn serve(st: Arc<State>, addr: SocketAddr, req: Request<Incoming>) -> Resu
         Fault::Status(s) => s,
         Fault::Delay(d, s) => {
             tokio::time::sleep(d).await;
+            s
+        }
+        Fault::Gated(gate, s) => {
+            gate.pass().await;
             s
         }
         Fault::Reset => return Err(std::io::Error::other("scripted reset")),
