@@ -21,6 +21,7 @@ use crate::body::Body;
 use crate::error::{outcome, BoxError, Outcome, Refusal};
 use crate::metrics::Metrics;
 use crate::proxy::state::Scope;
+use crate::resilience::timeout::cutting_off;
 
 /// A pool of slots with a bounded, timed queue.
 pub struct Bulkhead {
@@ -231,26 +232,41 @@ where
 
 /// A request holding its slot.
 struct Run {
-    slot: Slot,
+    slot: Option<Slot>,
+    /// When it started: kept only for an adaptive limit, which learns from
+    /// latency; taken once sampled.
     start: Option<Instant>,
 }
 
 impl Run {
     fn new(slot: Slot) -> Self {
-        // Only an adaptive limit learns from latency.
         let start = slot.bulkhead.adaptive.is_some().then(Instant::now);
-        Run { slot, start }
+        Run { slot: Some(slot), start }
     }
 
     /// Samples the latency (adaptive limit) and hands the slot to the
     /// response body.
-    fn finish(self, result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
-        if let Some(start) = self.start {
-            self.slot.bulkhead.sample(start, outcome(&result) == Outcome::Failure);
+    fn finish(mut self, result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
+        let slot = self.slot.take().expect("a run holds its slot until it finishes");
+        if let Some(start) = self.start.take() {
+            slot.bulkhead.sample(start, outcome(&result) == Outcome::Failure);
         }
         let mut resp = result?;
-        resp.body_mut().push_guard(Box::new(self.slot));
+        resp.body_mut().push_guard(Box::new(slot));
         Ok(resp)
+    }
+}
+
+impl Drop for Run {
+    /// A request the route timeout cut off is a drop for the adaptive limit
+    /// (the upstream was too slow), like a 5xx; one the client abandoned
+    /// says nothing about the upstream.
+    fn drop(&mut self) {
+        if let (Some(start), Some(slot)) = (self.start.take(), &self.slot) {
+            if cutting_off() {
+                slot.bulkhead.sample(start, true);
+            }
+        }
     }
 }
 

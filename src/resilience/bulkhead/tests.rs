@@ -66,3 +66,39 @@ async fn release_on_drop() {
     assert_eq!(b.view().in_flight, 0);
     assert!(b.acquire().await.is_ok());
 }
+
+/// An adaptive limit learns from requests the route timeout cuts off (a
+/// drop: the limit falls by a tenth each) but not from requests a client
+/// abandons.
+#[tokio::test(start_paused = true)]
+async fn adaptive_limit_falls_on_timeouts_not_on_hang_ups() {
+    use crate::body::Body;
+    use crate::resilience::bulkhead::BulkheadService;
+    use crate::resilience::timeout::Timeout;
+    use http::{Request, Response};
+    use tower::{Service, ServiceExt};
+
+    let s = BulkheadSettings {
+        max_concurrent: 20,
+        max_queued: 0,
+        queue_timeout: Duration::from_millis(10),
+        adaptive: Some((2, 40)),
+    };
+    let b = Arc::new(Bulkhead::new(s, Scope::Route, "r", &Metrics::unregistered()));
+    let hang = tower::service_fn(|_req: Request<Body>| {
+        std::future::pending::<Result<Response<Body>, crate::error::BoxError>>()
+    });
+    let mut svc = Timeout::new(BulkheadService::new(hang, Arc::clone(&b)), Duration::from_millis(100));
+    for _ in 0..3 {
+        let err = svc.ready().await.unwrap().call(Request::new(Body::empty())).await.unwrap_err();
+        assert_eq!(crate::error::classify(err.as_ref()), Refusal::Timeout);
+    }
+    // 20 * 0.9^3 = 14.58
+    assert_eq!(b.view().limit, 14);
+    for _ in 0..3 {
+        let fut = svc.ready().await.unwrap().call(Request::new(Body::empty()));
+        let _ = tokio::time::timeout(Duration::from_millis(10), fut).await;
+    }
+    assert_eq!(b.view().limit, 14, "a client hang-up moved the limit");
+    assert_eq!(b.view().in_flight, 0);
+}
