@@ -45,6 +45,10 @@ pub struct Proxy {
     clusters: ArcSwap<Clusters>,
     listeners: Mutex<HashMap<String, Running>>,
     draining: AtomicBool,
+    /// Set the first time every cluster had its first answer: from then on
+    /// a cluster a reload adds does not take the proxy out of service
+    /// while its discovery answers (see [`Proxy::is_ready`]).
+    was_ready: AtomicBool,
     /// Stops every accept loop.
     stop: CancellationToken,
     /// Tells every connection to finish its in-flight requests and close.
@@ -82,6 +86,7 @@ impl Proxy {
             clusters: ArcSwap::from_pointee(clusters),
             listeners: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
+            was_ready: AtomicBool::new(false),
             stop: CancellationToken::new(),
             drain: CancellationToken::new(),
             connections: TaskTracker::new(),
@@ -216,9 +221,12 @@ impl Proxy {
         if tokio::time::timeout(WARM_UP, futures_util::future::join_all(warming)).await.is_err() {
             tracing::warn!(
                 ?WARM_UP,
-                "a new cluster has no endpoints yet; swapping anyway (/ready stays 503 until it has)"
+                "a new cluster has no endpoints yet; swapping anyway (its routes answer no-endpoints until it has)"
             );
         }
+        // Latch readiness earned by the clusters serving now, even if no
+        // probe asked since, before a new cluster could hide it.
+        let _ = self.is_ready();
         let previous = self.clusters.swap(Arc::new(clusters));
         if let Err(e) = self.apply_listeners(&settings).await {
             self.clusters.store(previous);
@@ -272,9 +280,24 @@ impl Proxy {
         self.listeners.lock().await.get(name).map(|r| r.local)
     }
 
-    /// Ready: not draining and every cluster has had discovery's answer.
+    /// Ready: not draining, and every cluster has had discovery's first
+    /// answer, or did once. A reload that adds a cluster whose registry is
+    /// slow (or down) must not make Kubernetes pull this pod from its
+    /// Services, nor take its etcd registration away, while every other
+    /// route serves: that new cluster answers `no-endpoints` until its first
+    /// answer, and /clusters shows it not ready.
     pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Acquire) && self.clusters.load().values().all(|c| c.is_ready())
+        if self.draining.load(Ordering::Acquire) {
+            return false;
+        }
+        if self.was_ready.load(Ordering::Acquire) {
+            return true;
+        }
+        let ready = self.clusters.load().values().all(|c| c.is_ready());
+        if ready {
+            self.was_ready.store(true, Ordering::Release);
+        }
+        ready
     }
 
     /// Whether shutdown has begun.

@@ -113,3 +113,40 @@ async fn a_missing_file_keeps_ready_503_until_it_appears() {
     traffic_moves_to(&p, a.addr, FOLLOW).await;
     assert_eq!(p.admin_get("/ready").await.0, 200);
 }
+
+/// Once ready, the proxy stays ready when a reload adds a cluster whose
+/// registry has not answered (Kubernetes would otherwise pull the pod from
+/// its Services over one new route): that route answers `no-endpoints`,
+/// /clusters shows the cluster not ready, every other route serves; when
+/// the file appears, the new route serves too.
+#[tokio::test]
+async fn a_reload_adding_an_unanswered_cluster_keeps_the_proxy_ready() {
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("eps.yaml"), format!("- {}\n", a.addr)).unwrap();
+    let p = proxy_reading(dir.path(), "eps.yaml").await;
+    traffic_moves_to(&p, a.addr, FOLLOW).await;
+
+    std::fs::write(
+        dir.path().join("outrigger.yaml"),
+        "admin: {address: 127.0.0.1:0}\nlisteners: [{name: l, address: 127.0.0.1:0, routes: [\
+         {name: new, match: {path_prefix: /new}, cluster: d}, {name: r, cluster: c}]}]\n\
+         clusters: [{name: c, discovery: {file: {path: eps.yaml}}}, {name: d, discovery: {file: {path: later.yaml}}}]\n",
+    )
+    .unwrap();
+    p.proxy.reload().await.expect("a valid config");
+    assert_eq!(p.admin_get("/ready").await.0, 200, "a new cluster took the proxy out of service");
+    let r = client().get(&p.url("/new")).await;
+    assert_eq!((r.status.as_u16(), r.header("x-outrigger-error")), (503, Some("no-endpoints")));
+    assert_eq!(served_by(&p).await, Ok(a.addr.to_string()), "the old route stopped serving");
+    let (_, clusters) = p.admin_get("/clusters").await;
+    let clusters: serde_json::Value = serde_json::from_str(&clusters).unwrap();
+    let d = clusters["clusters"].as_array().unwrap().iter().find(|c| c["name"] == "d").unwrap();
+    assert_eq!(d["ready"], false, "{d}");
+
+    std::fs::write(dir.path().join("later.yaml"), format!("- {}\n", b.addr)).unwrap();
+    eventually(FOLLOW, "the new route to serve", || async {
+        client().get(&p.url("/new")).await.header("x-upstream") == Some(&b.addr.to_string())
+    })
+    .await;
+}
