@@ -35,6 +35,9 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Incoming(Incoming),
+    /// A request body as the client sends it: its errors are the client's
+    /// (see [`ClientBodyError`]), never an upstream's.
+    Client(Incoming),
     /// Chunks already read (and kept for a retry), then the rest.
     Prefixed(VecDeque<Bytes>, Box<Body>),
     Boxed(BoxBody<Bytes, BoxError>),
@@ -111,12 +114,28 @@ impl From<Incoming> for Body {
     }
 }
 
+impl Body {
+    /// The body of a request from a client: an error reading it (the
+    /// client went away mid-upload, sent a broken chunk) is a
+    /// [`ClientBodyError`], so it is answered as the client's fault and not
+    /// counted against the upstream the body was going to.
+    pub fn from_client(b: Incoming) -> Self {
+        Body { kind: Kind::Client(b), guards: Vec::new(), lease: None }
+    }
+}
+
+/// Reading a request body from the client failed.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the request body from the client: {0}")]
+pub struct ClientBodyError(#[source] pub hyper::Error);
+
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.kind {
             Kind::Empty => "empty",
             Kind::Full(_) => "full",
             Kind::Incoming(_) => "incoming",
+            Kind::Client(_) => "client",
             Kind::Prefixed(..) => "prefixed",
             Kind::Boxed(_) => "boxed",
         };
@@ -168,6 +187,7 @@ impl Kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Kind::Client(b) => Pin::new(b).poll_frame(cx).map_err(|e| ClientBodyError(e).into()),
             Kind::Prefixed(prefix, rest) => match prefix.pop_front() {
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
                 None => Pin::new(rest.as_mut()).poll_frame(cx),
@@ -180,7 +200,7 @@ impl Kind {
         match self {
             Kind::Empty => true,
             Kind::Full(d) => d.is_none(),
-            Kind::Incoming(b) => b.is_end_stream(),
+            Kind::Incoming(b) | Kind::Client(b) => b.is_end_stream(),
             Kind::Prefixed(p, rest) => p.is_empty() && rest.is_end_stream(),
             Kind::Boxed(b) => b.is_end_stream(),
         }
@@ -190,7 +210,7 @@ impl Kind {
         match self {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
-            Kind::Incoming(b) => b.size_hint(),
+            Kind::Incoming(b) | Kind::Client(b) => b.size_hint(),
             Kind::Prefixed(p, rest) => {
                 let pre: u64 = p.iter().map(|b| b.len() as u64).sum();
                 let r = rest.size_hint();

@@ -130,14 +130,18 @@ impl std::error::Error for Refusal {}
 
 /// Names the cause of an error in the contract's terms.
 ///
-/// Walks the source chain: a [`Refusal`] anywhere wins; a client error
-/// raised while connecting is a connect failure; a timeout is a timeout;
-/// anything else that broke an exchange is a reset.
+/// Walks the source chain: a [`Refusal`] anywhere wins; the client's own
+/// request body failing is a bad request (not the upstream's doing); a
+/// client error raised while connecting is a connect failure; a timeout is
+/// a timeout; anything else that broke an exchange is a reset.
 pub fn classify(err: &(dyn std::error::Error + 'static)) -> Refusal {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(r) = e.downcast_ref::<Refusal>() {
             return *r;
+        }
+        if e.is::<crate::body::ClientBodyError>() {
+            return Refusal::BadRequest;
         }
         if e.is::<crate::upstream::pool::ConnectError>() {
             return Refusal::UpstreamConnectFailure;

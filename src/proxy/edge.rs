@@ -62,7 +62,7 @@ pub async fn handle(ctx: &ConnContext, mut req: Request<Incoming>) -> Response<B
         return refuse(ctx, &routes, Refusal::NoRoute, start, log);
     };
     let target = route.target();
-    let mut req = req.map(Body::from);
+    let mut req = req.map(Body::from_client);
     forward::prepare_request(&mut req, &ctx.client_ip);
     let (mut resp, refusal) = match target.service.call(req).await {
         Ok(resp) => (resp, None),

@@ -207,3 +207,19 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
         .unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Writes `request` on a new connection to `addr`, shuts the writing half
+/// (a client that gives up mid-message) and reads what comes back until
+/// the server closes: possibly nothing.
+pub async fn raw_half_closed(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the server closes")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
