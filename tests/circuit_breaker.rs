@@ -231,6 +231,7 @@ async fn a_client_abandoning_its_upload_does_not_trip() {
                 format!("PUT /{route} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789").as_bytes(),
             )
             .await;
+            println!("{route}: the client heard {:?}", reply.lines().next());
             if !reply.is_empty() {
                 assert!(reply.starts_with("HTTP/1.1 400"), "{route}: {reply}");
                 assert!(reply.contains("x-outrigger-error: bad-request"), "{route}: {reply}");
@@ -242,6 +243,10 @@ async fn a_client_abandoning_its_upload_does_not_trip() {
         assert_eq!(
             p.metric(&format!(r#"outrigger_local_responses_total{{route="{route}",reason="upstream-reset"}}"#)).await,
             0.0
+        );
+        assert_eq!(
+            p.metric(&format!(r#"outrigger_local_responses_total{{route="{route}",reason="bad-request"}}"#)).await,
+            3.0
         );
     }
 }

@@ -26,16 +26,23 @@ async fn proxy_reading(dir: &Path, endpoints: &str) -> TestProxy {
     TestProxy::start_file(&config).await
 }
 
-/// Rewriting the file moves traffic to the new endpoints; a file that no
-/// longer parses, or is empty, is counted as an error and the last good set
-/// keeps serving.
-#[tokio::test]
-async fn traffic_follows_a_rewritten_file() {
+/// Two upstreams, `a` and `b`, and a proxy whose cluster reads eps.yaml in
+/// `dir`, which names `a`: traffic already reaches `a`.
+async fn serving_a_of_two() -> (Upstream, Upstream, tempfile::TempDir, TestProxy) {
     let (a, b) = (Upstream::start().await, Upstream::start().await);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("eps.yaml"), format!("- {}\n", a.addr)).unwrap();
     let p = proxy_reading(dir.path(), "eps.yaml").await;
     traffic_moves_to(&p, a.addr, FOLLOW).await;
+    (a, b, dir, p)
+}
+
+/// Rewriting the file moves traffic to the new endpoints; a file that no
+/// longer parses, or is empty, is counted as an error and the last good set
+/// keeps serving.
+#[tokio::test]
+async fn traffic_follows_a_rewritten_file() {
+    let (_a, b, dir, p) = serving_a_of_two().await;
     assert_eq!(p.admin_get("/ready").await.0, 200);
 
     std::fs::write(dir.path().join("eps.yaml"), format!("[{{\"address\": \"{}\", \"weight\": 2}}]", b.addr)).unwrap();
@@ -121,11 +128,7 @@ async fn a_missing_file_keeps_ready_503_until_it_appears() {
 /// the file appears, the new route serves too.
 #[tokio::test]
 async fn a_reload_adding_an_unanswered_cluster_keeps_the_proxy_ready() {
-    let (a, b) = (Upstream::start().await, Upstream::start().await);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("eps.yaml"), format!("- {}\n", a.addr)).unwrap();
-    let p = proxy_reading(dir.path(), "eps.yaml").await;
-    traffic_moves_to(&p, a.addr, FOLLOW).await;
+    let (a, b, dir, p) = serving_a_of_two().await;
 
     std::fs::write(
         dir.path().join("outrigger.yaml"),

@@ -197,29 +197,26 @@ pub fn reserve_addr() -> Reserved {
 /// whole reply, until the server closes (an HTTP/1.0 exchange, an error):
 /// for what a well-behaved client would never send.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .expect("the server closes after its reply")
-        .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
+    exchange(addr, request, false).await.expect("reading the reply")
 }
 
 /// Writes `request` on a new connection to `addr`, shuts the writing half
 /// (a client that gives up mid-message) and reads what comes back until
-/// the server closes: possibly nothing.
+/// the server closes: possibly nothing, if the server resets.
 pub async fn raw_half_closed(addr: SocketAddr, request: &[u8]) -> String {
+    exchange(addr, request, true).await.unwrap_or_default()
+}
+
+async fn exchange(addr: SocketAddr, request: &[u8], half_close: bool) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    s.shutdown().await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(request).await?;
+    if half_close {
+        s.shutdown().await?;
+    }
     let mut out = Vec::new();
     tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
         .await
-        .expect("the server closes")
-        .ok();
-    String::from_utf8_lossy(&out).into_owned()
+        .expect("the server closes the connection")?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
