@@ -131,9 +131,12 @@ impl std::error::Error for Refusal {}
 /// Names the cause of an error in the contract's terms.
 ///
 /// Walks the source chain: a [`Refusal`] anywhere wins; the client's own
-/// request body failing is a bad request (not the upstream's doing); a
-/// client error raised while connecting is a connect failure; a timeout is
-/// a timeout; anything else that broke an exchange is a reset.
+/// request body failing is a bad request (not the upstream's doing): over
+/// HTTP/1 the error itself says so, over HTTP/2 hyper only reports the
+/// stream reset it sent because of it (initiated by the user, neither by
+/// the peer nor by the h2 library); a client error raised while connecting
+/// is a connect failure; a timeout is a timeout; anything else that broke
+/// an exchange is a reset.
 pub fn classify(err: &(dyn std::error::Error + 'static)) -> Refusal {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
@@ -142,6 +145,11 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> Refusal {
         }
         if e.is::<crate::body::ClientBodyError>() {
             return Refusal::BadRequest;
+        }
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            if h2.is_reset() && !h2.is_remote() && !h2.is_library() {
+                return Refusal::BadRequest;
+            }
         }
         if e.is::<crate::upstream::pool::ConnectError>() {
             return Refusal::UpstreamConnectFailure;

@@ -202,9 +202,9 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
 
 /// Writes `request` on a new connection to `addr`, shuts the writing half
 /// (a client that gives up mid-message) and reads what comes back until
-/// the server closes: possibly nothing, if the server resets.
+/// the server closes.
 pub async fn raw_half_closed(addr: SocketAddr, request: &[u8]) -> String {
-    exchange(addr, request, true).await.unwrap_or_default()
+    exchange(addr, request, true).await.expect("reading the reply")
 }
 
 async fn exchange(addr: SocketAddr, request: &[u8], half_close: bool) -> std::io::Result<String> {
