@@ -141,3 +141,33 @@ async fn slowloris_is_cut_off() {
     assert!(closed, "connection still open after {:?}", start.elapsed());
     assert_eq!(up.hits(), 0);
 }
+
+/// A client that connects and sends nothing, or only the start of the
+/// HTTP/2 preface, is let go at header_read_timeout like one trickling its
+/// headers: idle sockets cannot pile up before their first request.
+#[tokio::test]
+async fn a_connection_that_never_starts_is_cut_off() {
+    let up = Upstream::start().await;
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, header_read_timeout: 300ms, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+        up.addr
+    ))
+    .await;
+    for sent in [&b""[..], b"P", b"PRI * HTTP/2.0\r\n"] {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(sent).await.unwrap();
+        let start = std::time::Instant::now();
+        // 10 s: 30 times the limit, so a loaded machine's delays do not
+        // matter; without the limit the socket stays open for good.
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "after sending {sent:?}: {read:?} after {:?}",
+            start.elapsed()
+        );
+    }
+    // The listener still serves.
+    assert_eq!(client().get(&p.url("/")).await.status, 200);
+    assert_eq!(up.hits(), 1);
+}

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,25 +37,74 @@ impl From<&ListenerSettings> for Limits {
     }
 }
 
-/// Builds the per-connection protocol server.
-fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true)
-        // One copy of head and (small) body into one buffer and one write:
-        // cheaper than a writev of two slices for the typical response
-        // (measured: +2% req/s in the load harness).
-        .writev(false)
-        // hyper answers 431 itself past this; our own check below it adds
-        // the x-outrigger-error header for the common case.
-        .max_buf_size((limits.max_header_bytes + 16 * 1024).max(8192));
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes + 16 * 1024).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
+/// The per-connection protocol servers, built once per listener.
+struct Servers {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// Also bounds the wait for a new connection's first bytes.
+    header_read_timeout: Duration,
+}
+
+impl Servers {
+    fn new(limits: Limits) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(true)
+            // One copy of head and (small) body into one buffer and one write:
+            // cheaper than a writev of two slices for the typical response
+            // (measured: +2% req/s in the load harness).
+            .writev(false)
+            // hyper answers 431 itself past this; our own check below it adds
+            // the x-outrigger-error header for the common case.
+            .max_buf_size((limits.max_header_bytes + 16 * 1024).max(8192));
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes + 16 * 1024).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        Servers { http1, http2, header_read_timeout: limits.header_read_timeout }
+    }
+}
+
+/// What a client speaks, from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    /// h2c with prior knowledge: the connection preface came first.
+    Http2,
+}
+
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Tells HTTP/1 from HTTP/2 by peeking at the first bytes, leaving them
+/// for the protocol server to read. Unlike hyper-util's `auto` server,
+/// which reads them into a side buffer and replays them, nothing wraps the
+/// socket afterwards: the first request is read straight into hyper's
+/// buffer (one read, and an 8 KiB buffer rather than one grown to 16 KiB
+/// by the replayed fragment), and the caller can bound the wait for a
+/// client that never sends anything.
+///
+/// Almost every connection is decided by its first byte (only `P` can
+/// start both). Bytes that are a strict prefix of the preface are peeked
+/// again after a short, growing pause: a peek returns at once while
+/// anything is unread, so waiting for readiness would spin.
+async fn sniff(stream: &TcpStream) -> std::io::Result<Protocol> {
+    let mut buf = [0u8; 24];
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 || buf[..n] != H2_PREFACE[..n] {
+            // End of stream too: hyper sees it and ends the connection.
+            return Ok(Protocol::Http1);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(Protocol::Http2);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
 }
 
 /// Accepts on `listener` until `stop` fires; each connection is tracked by
@@ -67,7 +117,7 @@ pub async fn accept_loop(
     drain: CancellationToken,
     connections: TaskTracker,
 ) {
-    let builder = Arc::new(builder(limits));
+    let servers = Arc::new(Servers::new(limits));
     loop {
         let accepted = tokio::select! {
             biased;
@@ -98,7 +148,7 @@ pub async fn accept_loop(
             peer,
             original_dst,
         };
-        connections.spawn(serve_connection(stream, peer, ctx, Arc::clone(&builder), drain.clone()));
+        connections.spawn(serve_connection(stream, peer, ctx, Arc::clone(&servers), drain.clone()));
     }
 }
 
@@ -106,25 +156,89 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: ConnContext,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    servers: Arc<Servers>,
     drain: CancellationToken,
 ) {
+    // A client that connects and says nothing is let go like one that
+    // stops halfway through its headers.
+    let protocol = tokio::select! {
+        biased;
+        () = drain.cancelled() => return,
+        sniffed = tokio::time::timeout(servers.header_read_timeout, sniff(&stream)) => match sniffed {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "connection ended before its first request");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "connection sent nothing within header_read_timeout");
+                return;
+            }
+        },
+    };
     let ctx = Arc::new(ctx);
     let io = TokioIo::new(TagParseErrors::new(stream, Arc::clone(&ctx)));
     let svc = hyper::service::service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
         async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
     });
-    let conn = builder.serve_connection(io, svc);
+    let result = match protocol {
+        Protocol::Http1 => until_drained(servers.http1.serve_connection(io, svc), &drain).await,
+        Protocol::Http2 => until_drained(servers.http2.serve_connection(io, svc), &drain).await,
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Serves `conn` to its end; once `drain` fires, lets the request in
+/// flight finish and then closes.
+async fn until_drained<C: GracefulConnection>(conn: C, drain: &CancellationToken) -> Result<(), C::Error> {
     tokio::pin!(conn);
-    let result = tokio::select! {
+    tokio::select! {
         r = conn.as_mut() => r,
         () = drain.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (client, server)
+    }
+
+    /// The first byte decides almost always; the preface, even in pieces,
+    /// means HTTP/2; sniffing consumes nothing.
+    #[tokio::test]
+    async fn sniffs_the_protocol_without_consuming() {
+        for (sent, want) in [
+            (&b"GET / HTTP/1.1\r\n"[..], Protocol::Http1),
+            (b"POST / HTTP/1.1\r\n", Protocol::Http1),
+            (b"PRI * HTTP/1.1\r\n", Protocol::Http1),
+            (H2_PREFACE, Protocol::Http2),
+        ] {
+            let (mut client, server) = pair().await;
+            client.write_all(sent).await.unwrap();
+            assert_eq!(sniff(&server).await.unwrap(), want, "{}", String::from_utf8_lossy(sent));
+            let mut buf = vec![0u8; sent.len()];
+            server.peek(&mut buf).await.unwrap();
+            assert_eq!(buf, sent);
+        }
+        let (mut client, server) = pair().await;
+        client.write_all(&H2_PREFACE[..5]).await.unwrap();
+        let sniffing = tokio::spawn(async move { sniff(&server).await.unwrap() });
+        tokio::task::yield_now().await;
+        client.write_all(&H2_PREFACE[5..]).await.unwrap();
+        assert_eq!(sniffing.await.unwrap(), Protocol::Http2);
     }
 }
