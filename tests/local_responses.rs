@@ -161,11 +161,7 @@ async fn a_connection_that_never_starts_is_cut_off() {
         // matter; without the limit the socket stays open for good.
         let mut buf = [0u8; 64];
         let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
-        assert!(
-            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
-            "after sending {sent:?}: {read:?} after {:?}",
-            start.elapsed()
-        );
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "after sending {sent:?}: {read:?} after {:?}", start.elapsed());
     }
     // The listener still serves.
     assert_eq!(client().get(&p.url("/")).await.status, 200);

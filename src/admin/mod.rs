@@ -5,37 +5,56 @@ mod clusters;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
+use crate::proxy::listener::{Limits, Servers};
 use crate::runtime::Proxy;
 
 /// Serves the admin endpoints until `stop` fires.
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationToken) {
     tracing::info!(address = %proxy.admin_addr(), "admin listening");
+    // Probes and scrapes reach it from outside the pod: the same
+    // protocols and limits as a listener with default settings, so a
+    // client that never sends a request is let go after 10 s.
+    let servers =
+        Arc::new(Servers::new(Limits { header_read_timeout: Duration::from_secs(10), max_header_bytes: 64 * 1024 }));
+    // Admin connections outlive a drain: /ready says 503 during it.
+    let never = CancellationToken::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = stop.cancelled() => return,
             a = listener.accept() => match a {
                 Ok(a) => a,
-                Err(_) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off
+                    // rather than spin on the one worker thread.
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             },
         };
         let proxy = Arc::clone(&proxy);
+        let servers = Arc::clone(&servers);
+        let never = never.clone();
         tokio::spawn(async move {
+            let Some(protocol) = servers.first_bytes(&stream, peer, &never).await else {
+                return;
+            };
             let svc = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&proxy);
                 async move { Ok::<_, Infallible>(route(&proxy, req).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            let _ = servers.serve(protocol, TokioIo::new(stream), svc, &never).await;
         });
     }
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
+use hyper::body::Incoming;
+use hyper::rt::bounds::Http2ServerConnExec;
 use hyper::server::conn::{http1, http2};
+use hyper::service::HttpService;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
@@ -20,7 +23,9 @@ use super::edge::{handle, ConnContext};
 use super::origin::original_dst;
 use super::parse_errors::TagParseErrors;
 use super::table::ListenerRoutes;
+use crate::body::Body;
 use crate::config::settings::ListenerSettings;
+use crate::error::BoxError;
 
 /// Connection-level limits of a listener.
 #[derive(Clone, Copy, Debug)]
@@ -37,8 +42,9 @@ impl From<&ListenerSettings> for Limits {
     }
 }
 
-/// The per-connection protocol servers, built once per listener.
-struct Servers {
+/// The per-connection protocol servers, built once per listener (and once
+/// for the admin server).
+pub(crate) struct Servers {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     /// Also bounds the wait for a new connection's first bytes.
@@ -46,7 +52,7 @@ struct Servers {
 }
 
 impl Servers {
-    fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         let mut http1 = http1::Builder::new();
         http1
             .timer(TokioTimer::new())
@@ -66,11 +72,59 @@ impl Servers {
             .keep_alive_interval(Some(Duration::from_secs(30)));
         Servers { http1, http2, header_read_timeout: limits.header_read_timeout }
     }
+
+    /// Waits for a new connection's first bytes and tells its protocol;
+    /// `None` when the client leaves, or sends nothing within
+    /// `header_read_timeout` (it is let go like one that stops halfway
+    /// through its headers), or `drain` fires first.
+    pub(crate) async fn first_bytes(
+        &self,
+        stream: &TcpStream,
+        peer: SocketAddr,
+        drain: &CancellationToken,
+    ) -> Option<Protocol> {
+        tokio::select! {
+            biased;
+            () = drain.cancelled() => None,
+            sniffed = tokio::time::timeout(self.header_read_timeout, sniff(stream)) => match sniffed {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "connection ended before its first request");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "connection sent nothing within header_read_timeout");
+                    None
+                }
+            },
+        }
+    }
+
+    /// Serves `io` in `protocol` until the client is done; once `drain`
+    /// fires, lets the request in flight finish and then closes.
+    pub(crate) async fn serve<I, S>(
+        &self,
+        protocol: Protocol,
+        io: I,
+        svc: S,
+        drain: &CancellationToken,
+    ) -> Result<(), hyper::Error>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: HttpService<Incoming, ResBody = Body>,
+        S::Error: Into<BoxError>,
+        TokioExecutor: Http2ServerConnExec<S::Future, Body>,
+    {
+        match protocol {
+            Protocol::Http1 => until_drained(self.http1.serve_connection(io, svc), drain).await,
+            Protocol::Http2 => until_drained(self.http2.serve_connection(io, svc), drain).await,
+        }
+    }
 }
 
 /// What a client speaks, from its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Protocol {
+pub(crate) enum Protocol {
     Http1,
     /// h2c with prior knowledge: the connection preface came first.
     Http2,
@@ -159,22 +213,8 @@ async fn serve_connection(
     servers: Arc<Servers>,
     drain: CancellationToken,
 ) {
-    // A client that connects and says nothing is let go like one that
-    // stops halfway through its headers.
-    let protocol = tokio::select! {
-        biased;
-        () = drain.cancelled() => return,
-        sniffed = tokio::time::timeout(servers.header_read_timeout, sniff(&stream)) => match sniffed {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "connection ended before its first request");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "connection sent nothing within header_read_timeout");
-                return;
-            }
-        },
+    let Some(protocol) = servers.first_bytes(&stream, peer, &drain).await else {
+        return;
     };
     let ctx = Arc::new(ctx);
     let io = TokioIo::new(TagParseErrors::new(stream, Arc::clone(&ctx)));
@@ -182,11 +222,7 @@ async fn serve_connection(
         let ctx = Arc::clone(&ctx);
         async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
     });
-    let result = match protocol {
-        Protocol::Http1 => until_drained(servers.http1.serve_connection(io, svc), &drain).await,
-        Protocol::Http2 => until_drained(servers.http2.serve_connection(io, svc), &drain).await,
-    };
-    if let Err(e) = result {
+    if let Err(e) = servers.serve(protocol, io, svc, &drain).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
