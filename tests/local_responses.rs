@@ -15,6 +15,14 @@ fn one_route(endpoint: &str, extra: &str) -> String {
     )
 }
 
+/// One listener with one listener-level setting (`key: value`), one route
+/// to `endpoint`.
+fn limited_listener(setting: &str, endpoint: std::net::SocketAddr) -> String {
+    format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, {setting}, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{endpoint}\"]}}]\n"
+    )
+}
+
 /// No route -> 404 no-route, counted.
 #[tokio::test]
 async fn no_route_is_404() {
@@ -88,11 +96,7 @@ async fn malformed_request_is_400() {
 #[tokio::test]
 async fn large_headers_are_431() {
     let up = Upstream::start().await;
-    let p = TestProxy::start(&format!(
-        "listeners: [{{name: l, address: 127.0.0.1:0, max_header_bytes: 4096, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
-        up.addr
-    ))
-    .await;
+    let p = TestProxy::start(&limited_listener("max_header_bytes: 4096", up.addr)).await;
     let big = "v".repeat(6000);
     let req = http::Request::get(p.url("/")).header("x-big", big).body(Default::default()).unwrap();
     let r = client().send(req).await;
@@ -112,11 +116,7 @@ async fn large_headers_are_431() {
 #[tokio::test]
 async fn slowloris_is_cut_off() {
     let up = Upstream::start().await;
-    let p = TestProxy::start(&format!(
-        "listeners: [{{name: l, address: 127.0.0.1:0, header_read_timeout: 300ms, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
-        up.addr
-    ))
-    .await;
+    let p = TestProxy::start(&limited_listener("header_read_timeout: 300ms", up.addr)).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let start = std::time::Instant::now();
@@ -148,11 +148,7 @@ async fn slowloris_is_cut_off() {
 #[tokio::test]
 async fn a_connection_that_never_starts_is_cut_off() {
     let up = Upstream::start().await;
-    let p = TestProxy::start(&format!(
-        "listeners: [{{name: l, address: 127.0.0.1:0, header_read_timeout: 300ms, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
-        up.addr
-    ))
-    .await;
+    let p = TestProxy::start(&limited_listener("header_read_timeout: 300ms", up.addr)).await;
     for sent in [&b""[..], b"P", b"PRI * HTTP/2.0\r\n"] {
         let mut s = TcpStream::connect(p.addr).await.unwrap();
         s.write_all(sent).await.unwrap();
