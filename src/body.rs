@@ -49,6 +49,14 @@ impl Body {
         Body { kind: Kind::Empty, guards: Vec::new(), lease: None }
     }
 
+    /// The body of a request from a client: an error reading it (the
+    /// client went away mid-upload, sent a broken chunk) is a
+    /// [`ClientBodyError`], so it is answered as the client's fault and not
+    /// counted against the upstream the body was going to.
+    pub fn from_client(b: Incoming) -> Self {
+        Body { kind: Kind::Client(b), guards: Vec::new(), lease: None }
+    }
+
     /// Any other body, boxed.
     pub fn boxed<B>(body: B) -> Self
     where
@@ -111,16 +119,6 @@ impl From<&'static str> for Body {
 impl From<Incoming> for Body {
     fn from(b: Incoming) -> Self {
         Body { kind: Kind::Incoming(b), guards: Vec::new(), lease: None }
-    }
-}
-
-impl Body {
-    /// The body of a request from a client: an error reading it (the
-    /// client went away mid-upload, sent a broken chunk) is a
-    /// [`ClientBodyError`], so it is answered as the client's fault and not
-    /// counted against the upstream the body was going to.
-    pub fn from_client(b: Incoming) -> Self {
-        Body { kind: Kind::Client(b), guards: Vec::new(), lease: None }
     }
 }
 

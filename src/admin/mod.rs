@@ -5,7 +5,6 @@ mod clusters;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -16,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
-use crate::proxy::listener::{Limits, Servers};
+use crate::proxy::listener::{accept, Limits, Servers};
 use crate::runtime::Proxy;
 
 /// Serves the admin endpoints until `stop` fires.
@@ -24,37 +23,27 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationT
     tracing::info!(address = %proxy.admin_addr(), "admin listening");
     // Probes and scrapes reach it from outside the pod: the same
     // protocols and limits as a listener with default settings, so a
-    // client that never sends a request is let go after 10 s.
-    let servers =
-        Arc::new(Servers::new(Limits { header_read_timeout: Duration::from_secs(10), max_header_bytes: 64 * 1024 }));
-    // Admin connections outlive a drain: /ready says 503 during it.
-    let never = CancellationToken::new();
+    // client that never sends a request is let go.
+    let servers = Arc::new(Servers::new(Limits::default()));
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off
-                    // rather than spin on the one worker thread.
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            a = accept(&listener) => a,
         };
         let proxy = Arc::clone(&proxy);
         let servers = Arc::clone(&servers);
-        let never = never.clone();
+        // `stop` comes after the listeners' drain (/ready says 503 during
+        // it); then admin requests in flight finish and connections close.
+        let stop = stop.clone();
         tokio::spawn(async move {
-            let Some(protocol) = servers.first_bytes(&stream, peer, &never).await else {
+            let Some(protocol) = servers.first_bytes(&stream, peer, &stop).await else {
                 return;
             };
             let svc = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&proxy);
                 async move { Ok::<_, Infallible>(route(&proxy, req).await) }
             });
-            let _ = servers.serve(protocol, TokioIo::new(stream), svc, &never).await;
+            let _ = servers.serve(protocol, TokioIo::new(stream), svc, &stop).await;
         });
     }
 }

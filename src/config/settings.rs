@@ -52,6 +52,13 @@ pub struct ListenerSettings {
     pub routes: Vec<RouteSettings>,
 }
 
+impl ListenerSettings {
+    /// `header_read_timeout` when unset.
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `max_header_bytes` when unset.
+    pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+}
+
 /// One route.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteSettings {

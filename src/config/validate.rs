@@ -123,10 +123,16 @@ pub(super) fn validate(raw: RawConfig, file: &str, positions: &Positions) -> Res
                 routes.push(rs);
             }
         }
-        let header_read_timeout =
-            cx.positive(&format!("{p}.header_read_timeout"), l.header_read_timeout, Duration::from_secs(10));
-        let max_header_bytes =
-            cx.at_least_one(&format!("{p}.max_header_bytes"), l.max_header_bytes.map(|n| n as u64), 64 * 1024) as usize;
+        let header_read_timeout = cx.positive(
+            &format!("{p}.header_read_timeout"),
+            l.header_read_timeout,
+            ListenerSettings::DEFAULT_HEADER_READ_TIMEOUT,
+        );
+        let max_header_bytes = cx.at_least_one(
+            &format!("{p}.max_header_bytes"),
+            l.max_header_bytes.map(|n| n as u64),
+            ListenerSettings::DEFAULT_MAX_HEADER_BYTES as u64,
+        ) as usize;
         if let Some(address) = address {
             listeners.push(ListenerSettings {
                 name: l.name.clone(),

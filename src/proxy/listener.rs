@@ -36,6 +36,16 @@ pub struct Limits {
     pub max_header_bytes: usize,
 }
 
+impl Default for Limits {
+    /// A listener's limits when its config sets none.
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: ListenerSettings::DEFAULT_HEADER_READ_TIMEOUT,
+            max_header_bytes: ListenerSettings::DEFAULT_MAX_HEADER_BYTES,
+        }
+    }
+}
+
 impl From<&ListenerSettings> for Limits {
     fn from(l: &ListenerSettings) -> Self {
         Limits { header_read_timeout: l.header_read_timeout, max_header_bytes: l.max_header_bytes }
@@ -161,6 +171,21 @@ async fn sniff(stream: &TcpStream) -> std::io::Result<Protocol> {
     }
 }
 
+/// The next connection on `listener`. An accept error (out of file
+/// descriptors and the like) is logged and retried after a short pause
+/// rather than in a loop that would spin the worker thread.
+pub(crate) async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(a) => return a,
+            Err(e) => {
+                tracing::warn!(error = %e, address = ?listener.local_addr().ok(), "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Accepts on `listener` until `stop` fires; each connection is tracked by
 /// `connections` and told to finish gracefully when `drain` fires.
 pub async fn accept_loop(
@@ -173,20 +198,10 @@ pub async fn accept_loop(
 ) {
     let servers = Arc::new(Servers::new(limits));
     loop {
-        let accepted = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off briefly
-                // rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+            a = accept(&listener) => a,
         };
         let _ = stream.set_nodelay(true);
         // Read per connection from the swapped routes, so a reload that
