@@ -285,10 +285,14 @@ mod tests {
             server.peek(&mut buf).await.unwrap();
             assert_eq!(buf, sent);
         }
+        // Five bytes of the preface: undecided until the rest comes.
         let (mut client, server) = pair().await;
         client.write_all(&H2_PREFACE[..5]).await.unwrap();
-        let sniffing = tokio::spawn(async move { sniff(&server).await.unwrap() });
-        tokio::task::yield_now().await;
+        let mut buf = [0u8; 5];
+        while server.peek(&mut buf).await.unwrap() < 5 {}
+        let sniffing = sniff(&server);
+        tokio::pin!(sniffing);
+        assert!(tokio::time::timeout(Duration::ZERO, sniffing.as_mut()).await.is_err(), "decided on a prefix");
         client.write_all(&H2_PREFACE[5..]).await.unwrap();
         assert_eq!(sniffing.await.unwrap(), Protocol::Http2);
     }
