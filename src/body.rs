@@ -2,9 +2,9 @@
 //!
 //! An enum rather than a boxed trait object, so the common cases (a body
 //! streamed from hyper, a small buffered body, nothing) cost no
-//! allocation. A body can carry guards: values dropped when the body ends
-//! or is dropped, which is how a bulkhead slot or an endpoint's in-flight
-//! count is released exactly when the client is done with the response.
+//! allocation. A response body carries the bulkhead slots its request
+//! holds, dropped when the body ends or is dropped: that is how a slot is
+//! released exactly when the client is done with the response.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -16,16 +16,16 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 
 use crate::error::BoxError;
+use crate::resilience::bulkhead::Slot;
 use crate::upstream::pool::Lease;
-
-/// Something to drop when a body is finished with.
-pub type Guard = Box<dyn Send + Sync>;
 
 /// A request or response body.
 pub struct Body {
     kind: Kind,
-    /// Released when the body is dropped (after its last frame is sent).
-    guards: Vec<Guard>,
+    /// Bulkhead slots, released when the body is dropped (after its last
+    /// frame is sent). Held inline (a slot chains any earlier one), not as
+    /// boxed guards: two allocations a request fewer with a bulkhead on.
+    slot: Option<Slot>,
     /// The upstream connection a response came over: handed back to its
     /// pool when the last frame has passed.
     lease: Option<Lease>,
@@ -46,7 +46,7 @@ enum Kind {
 impl Body {
     /// No body.
     pub fn empty() -> Self {
-        Body { kind: Kind::Empty, guards: Vec::new(), lease: None }
+        Body { kind: Kind::Empty, slot: None, lease: None }
     }
 
     /// The body of a request from a client: an error reading it (the
@@ -54,7 +54,7 @@ impl Body {
     /// [`ClientBodyError`], so it is answered as the client's fault and not
     /// counted against the upstream the body was going to.
     pub fn from_client(b: Incoming) -> Self {
-        Body { kind: Kind::Client(b), guards: Vec::new(), lease: None }
+        Body { kind: Kind::Client(b), slot: None, lease: None }
     }
 
     /// Any other body, boxed.
@@ -64,12 +64,12 @@ impl Body {
         B::Error: Into<BoxError>,
     {
         use http_body_util::BodyExt;
-        Body { kind: Kind::Boxed(body.map_err(Into::into).boxed()), guards: Vec::new(), lease: None }
+        Body { kind: Kind::Boxed(body.map_err(Into::into).boxed()), slot: None, lease: None }
     }
 
     /// Chunks already read from `rest`, to be sent before it.
     pub fn prefixed(prefix: VecDeque<Bytes>, rest: Body) -> Self {
-        Body { kind: Kind::Prefixed(prefix, Box::new(rest)), guards: Vec::new(), lease: None }
+        Body { kind: Kind::Prefixed(prefix, Box::new(rest)), slot: None, lease: None }
     }
 
     /// A response body from an upstream connection, which goes back to
@@ -78,7 +78,7 @@ impl Body {
         if body.is_end_stream() {
             lease.release();
         }
-        Body { kind: Kind::Incoming(body), guards: Vec::new(), lease: Some(lease) }
+        Body { kind: Kind::Incoming(body), slot: None, lease: Some(lease) }
     }
 
     /// The endpoint this body came from, for a response from an upstream.
@@ -86,9 +86,11 @@ impl Body {
         self.lease.as_ref().map(Lease::addr)
     }
 
-    /// Keeps `guard` alive until this body is dropped.
-    pub fn push_guard(&mut self, guard: Guard) {
-        self.guards.push(guard);
+    /// Keeps `slot` (and any slot held before it) until this body is
+    /// dropped.
+    pub fn hold(&mut self, mut slot: Slot) {
+        slot.chain(self.slot.take());
+        self.slot = Some(slot);
     }
 }
 
@@ -100,7 +102,7 @@ impl Default for Body {
 
 impl From<Bytes> for Body {
     fn from(b: Bytes) -> Self {
-        Body { kind: if b.is_empty() { Kind::Empty } else { Kind::Full(Some(b)) }, guards: Vec::new(), lease: None }
+        Body { kind: if b.is_empty() { Kind::Empty } else { Kind::Full(Some(b)) }, slot: None, lease: None }
     }
 }
 
@@ -118,7 +120,7 @@ impl From<&'static str> for Body {
 
 impl From<Incoming> for Body {
     fn from(b: Incoming) -> Self {
-        Body { kind: Kind::Incoming(b), guards: Vec::new(), lease: None }
+        Body { kind: Kind::Incoming(b), slot: None, lease: None }
     }
 }
 

@@ -111,7 +111,7 @@ impl Bulkhead {
     fn slot(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.m.in_flight.inc();
-        Slot { permit: Some(permit), bulkhead: Arc::clone(self) }
+        Slot { permit: Some(permit), bulkhead: Arc::clone(self), earlier: None }
     }
 
     async fn wait(&self) -> Option<OwnedSemaphorePermit> {
@@ -167,6 +167,17 @@ impl Drop for Queued<'_> {
 pub struct Slot {
     permit: Option<OwnedSemaphorePermit>,
     bulkhead: Arc<Bulkhead>,
+    /// A slot of another bulkhead the same request holds (a route's own
+    /// and its cluster's shared one), released with this one.
+    earlier: Option<Box<Slot>>,
+}
+
+impl Slot {
+    /// Makes `earlier` travel (and be released) with this slot.
+    pub(crate) fn chain(&mut self, earlier: Option<Slot>) {
+        debug_assert!(self.earlier.is_none(), "a slot is chained once");
+        self.earlier = earlier.map(Box::new);
+    }
 }
 
 impl Drop for Slot {
@@ -252,7 +263,7 @@ impl Run {
             slot.bulkhead.sample(start, outcome(&result) == Outcome::Failure);
         }
         let mut resp = result?;
-        resp.body_mut().push_guard(Box::new(slot));
+        resp.body_mut().hold(slot);
         Ok(resp)
     }
 }

@@ -60,11 +60,26 @@ async fn release_on_drop() {
     let _ = waiter.await;
     assert_eq!(b.view().queued, 0);
     let mut body = crate::body::Body::empty();
-    body.push_guard(Box::new(held));
+    body.hold(held);
     assert_eq!(b.view().in_flight, 1);
     drop(body);
     assert_eq!(b.view().in_flight, 0);
     assert!(b.acquire().await.is_ok());
+}
+
+/// A request inside two bulkheads (a route's own and its cluster's
+/// shared one) holds a slot of each until its response body is dropped.
+#[tokio::test(start_paused = true)]
+async fn a_body_holds_the_slots_of_both_bulkheads() {
+    let (route, cluster) = (pool(1, 0, 10), pool(1, 0, 10));
+    let mut body = crate::body::Body::empty();
+    body.hold(cluster.acquire().await.unwrap());
+    body.hold(route.acquire().await.unwrap());
+    assert_eq!((route.view().in_flight, cluster.view().in_flight), (1, 1));
+    assert_eq!(cluster.acquire().await.err(), Some(Refusal::BulkheadFull));
+    drop(body);
+    assert_eq!((route.view().in_flight, cluster.view().in_flight), (0, 0));
+    assert!(route.acquire().await.is_ok() && cluster.acquire().await.is_ok());
 }
 
 /// An adaptive limit learns from requests the route timeout cuts off (a
