@@ -11,7 +11,9 @@ Per target and round: saturation req/s and proxy CPU-us per request
 (wrk -t1 -c50), latency at a fixed 2,000 req/s with coordinated-omission
 correction (oha -q 2000 -c 10 --latency-correction), RSS idle and with 1,000
 keep-alive connections. Each figure is the median of the rounds, with
-min-max. Run it with benches/load/run.sh.
+min-max. With --instructions N, a second table: user-space instructions per
+request under callgrind, which, unlike time, a busy machine does not move.
+Run it with benches/load/run.sh.
 """
 import argparse
 import json
@@ -196,6 +198,54 @@ def measure(t, upstream_pids, args):
         t.stop()
 
 
+def instructions(t, n, base):
+    """User-space instructions per proxied request: the target under
+    callgrind, counters zeroed after a warm-up, then `n` requests. Unlike
+    time, the count does not move with what else the machine is doing; it
+    leaves out the kernel's share (the system calls, which every proxy here
+    makes alike)."""
+    out = tempfile.mkdtemp(prefix=f"callgrind-{t.name}-", dir=base)
+    cmd = list(t.cmd)
+    if t.name == "nginx":
+        # One process: nginx's worker runs as another user, which
+        # callgrind_control cannot reach. The worker's code is the same.
+        solo = os.path.join(out, "proxy-nginx-solo.conf")
+        with open(solo, "w") as f:
+            f.write("master_process off;\n" + open(cmd[-1]).read())
+        cmd[-1] = solo
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p"] + cmd
+    proc = subprocess.Popen(pinned(PROXY_CPU, cmd), cwd=t.cwd, env=t.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{t.port}/"
+    fetch = lambda count: subprocess.run(pinned(LOAD_CPU, ["oha", "--no-tui", "-n", str(count), "-c", "10", url]),
+                                         capture_output=True, check=True)
+    try:
+        wait_port(t.port, timeout=120)
+        fetch(2000)
+        pids = [str(p) for p in tree(proc.pid)]
+        subprocess.run(["callgrind_control", "-z"] + pids, capture_output=True, check=True)
+        fetch(n)
+        subprocess.run(["callgrind_control", "-d"] + pids, capture_output=True, check=True)
+        total, end = None, time.time() + 30
+        while total is None and time.time() < end:
+            dumps = [os.path.join(out, f) for f in os.listdir(out) if re.fullmatch(r"cg\.\d+\.\d+", f)]
+            texts = [open(d).read() for d in dumps]
+            if len(dumps) == len(pids) and all(re.search(r"^totals: \d+", x, re.M) for x in texts):
+                total = sum(int(re.search(r"^totals: (\d+)", x, re.M).group(1)) for x in texts)
+            else:
+                time.sleep(0.2)
+        if total is None:
+            raise RuntimeError(f"no callgrind dump for {t.name} in {out}")
+        return total / n
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def summary(runs, key):
     vals = [r[key] for r in runs if r.get(key) is not None]
     if not vals:
@@ -219,6 +269,8 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "outrigger"))
     ap.add_argument("--only", help="comma-separated targets to run")
     ap.add_argument("--json", help="write raw results here")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help="also count user-space instructions per request under callgrind over N requests")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     for want in (65536, hard):
@@ -268,29 +320,50 @@ def main():
         upstream.terminate()
         upstream.wait()
 
-    print(f"\nPinning: each proxy on CPU {PROXY_CPU} (taskset, one worker); upstream nginx (1 worker) and wrk/oha on "
-          f"CPU {LOAD_CPU}. {args.rounds} rounds; median [min-max]. Saturation: wrk -t1 -c50 -d{args.sat_secs}s. "
-          f"Latency: oha -q {args.rate} -c 10 -z {args.lat_secs}s --latency-correction.\n")
-    cols = [("req/s", "rps", 0), ("CPU us/req", "cpu_us", 1), ("kernel %", "sys_pct", 0), ("CPU/upstream", "cpu_ratio", 2), ("p50 ms", "p50", 3),
-            ("p99 ms", "p99", 3), ("p99.9 ms", "p99.9", 3), ("RSS idle MB", "rss_idle", 1), ("RSS 1k conns MB", "rss_1k", 1)]
-    print("| target | " + " | ".join(c[0] for c in cols) + " |")
-    print("|---" * (len(cols) + 1) + "|")
-    for name, runs in results.items():
-        print(f"| {name} | " + " | ".join(fmt(summary(runs, k), d) for _, k, d in cols) + " |")
-    med = {n: {k: (summary(r, k) or (None,))[0] for _, k, _ in cols} for n, r in results.items()}
-    print()
-    for ours in [n for n in med if n.startswith("outrigger")]:
-        for peer in [n for n in med if n in ("haproxy", "nginx")]:
-            o, p = med[ours], med[peer]
-            print(f"{ours} vs {peer}: req/s x{o['rps'] / p['rps']:.2f}, CPU/req x{o['cpu_us'] / p['cpu_us']:.2f}, "
-                  f"p99 x{o['p99'] / p['p99']:.2f}")
-    if "direct" in med:
-        for n in med:
-            if n != "direct":
-                print(f"{n}: added latency p50 +{(med[n]['p50'] - med['direct']['p50']) * 1e3:.0f} us, "
-                      f"p99 +{(med[n]['p99'] - med['direct']['p99']) * 1e3:.0f} us")
-    if "outrigger" in med and "outrigger+layers" in med:
-        print(f"all layers on vs bare route: req/s x{med['outrigger+layers']['rps'] / med['outrigger']['rps']:.3f}")
+    if args.rounds:
+        print(f"\nPinning: each proxy on CPU {PROXY_CPU} (taskset, one worker); upstream nginx (1 worker) and wrk/oha on "
+              f"CPU {LOAD_CPU}. {args.rounds} rounds; median [min-max]. Saturation: wrk -t1 -c50 -d{args.sat_secs}s. "
+              f"Latency: oha -q {args.rate} -c 10 -z {args.lat_secs}s --latency-correction.\n")
+        cols = [("req/s", "rps", 0), ("CPU us/req", "cpu_us", 1), ("kernel %", "sys_pct", 0), ("CPU/upstream", "cpu_ratio", 2), ("p50 ms", "p50", 3),
+                ("p99 ms", "p99", 3), ("p99.9 ms", "p99.9", 3), ("RSS idle MB", "rss_idle", 1), ("RSS 1k conns MB", "rss_1k", 1)]
+        print("| target | " + " | ".join(c[0] for c in cols) + " |")
+        print("|---" * (len(cols) + 1) + "|")
+        for name, runs in results.items():
+            print(f"| {name} | " + " | ".join(fmt(summary(runs, k), d) for _, k, d in cols) + " |")
+        med = {n: {k: (summary(r, k) or (None,))[0] for _, k, _ in cols} for n, r in results.items()}
+        print()
+        for ours in [n for n in med if n.startswith("outrigger")]:
+            for peer in [n for n in med if n in ("haproxy", "nginx")]:
+                o, p = med[ours], med[peer]
+                print(f"{ours} vs {peer}: req/s x{o['rps'] / p['rps']:.2f}, CPU/req x{o['cpu_us'] / p['cpu_us']:.2f}, "
+                      f"p99 x{o['p99'] / p['p99']:.2f}")
+        if "direct" in med:
+            for n in med:
+                if n != "direct":
+                    print(f"{n}: added latency p50 +{(med[n]['p50'] - med['direct']['p50']) * 1e3:.0f} us, "
+                          f"p99 +{(med[n]['p99'] - med['direct']['p99']) * 1e3:.0f} us")
+        if "outrigger" in med and "outrigger+layers" in med:
+            print(f"all layers on vs bare route: req/s x{med['outrigger+layers']['rps'] / med['outrigger']['rps']:.3f}")
+    if args.instructions:
+        print(f"\nUser-space instructions per request (valgrind --tool=callgrind, {args.instructions} requests from "
+              f"oha -c 10 after 2,000 to warm up; deterministic, kernel time not included):\n")
+        upstream = subprocess.Popen(pinned(LOAD_CPU, ["nginx", "-c", os.path.join(tmp, "upstream-nginx.conf"), "-p", tmp]),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_port(up_port)
+            ins = {t.name: instructions(t, args.instructions, tmp) for t in targets if t.cmd}
+        finally:
+            upstream.terminate()
+            upstream.wait()
+        print("| target | instructions/request |\n|---|---|")
+        for name, v in ins.items():
+            print(f"| {name} | {v:,.0f} |")
+        print()
+        for ours in [n for n in ins if n.startswith("outrigger")]:
+            for peer in [n for n in ins if n in ("haproxy", "nginx")]:
+                print(f"{ours} vs {peer}: instructions x{ins[ours] / ins[peer]:.2f}")
+        if "outrigger" in ins and "outrigger+layers" in ins:
+            print(f"all layers on vs bare route: instructions x{ins['outrigger+layers'] / ins['outrigger']:.3f}")
     noisy = [(n, r["other_load"]) for n, rs in results.items() for r in rs if r["other_load"] > 0.05]
     if noisy:
         print(f"warning: other processes used > 5% of the machine during {len(noisy)} runs; repeat for clean figures")
