@@ -146,12 +146,14 @@ class Target:
         self.name, self.cmd, self.port, self.cwd, self.env = name, cmd, port, cwd, env
         self.proc = None
 
-    def start(self):
-        if self.cmd is None:
+    def start(self, cmd=None, port_timeout=20):
+        """Starts the proxy (or `cmd`, a variant of its command line)."""
+        cmd = cmd or self.cmd
+        if cmd is None:
             return
-        self.proc = subprocess.Popen(pinned(PROXY_CPU, self.cmd), cwd=self.cwd, env=self.env,
+        self.proc = subprocess.Popen(pinned(PROXY_CPU, cmd), cwd=self.cwd, env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        wait_port(self.port, port_timeout)
         time.sleep(0.5)
 
     def pids(self):
@@ -214,36 +216,31 @@ def instructions(t, n, base):
             f.write("master_process off;\n" + open(cmd[-1]).read())
         cmd[-1] = solo
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p"] + cmd
-    proc = subprocess.Popen(pinned(PROXY_CPU, cmd), cwd=t.cwd, env=t.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{t.port}/"
     fetch = lambda count: subprocess.run(pinned(LOAD_CPU, ["oha", "--no-tui", "-n", str(count), "-c", "10", url]),
                                          capture_output=True, check=True)
+    t.start(cmd, port_timeout=120)
     try:
-        wait_port(t.port, timeout=120)
         fetch(2000)
-        pids = [str(p) for p in tree(proc.pid)]
+        pids = [str(p) for p in t.pids()]
         subprocess.run(["callgrind_control", "-z"] + pids, capture_output=True, check=True)
         fetch(n)
         subprocess.run(["callgrind_control", "-d"] + pids, capture_output=True, check=True)
-        total, end = None, time.time() + 30
-        while total is None and time.time() < end:
+        end = time.time() + 30
+        while time.time() < end:
             dumps = [os.path.join(out, f) for f in os.listdir(out) if re.fullmatch(r"cg\.\d+\.\d+", f)]
-            texts = [open(d).read() for d in dumps]
-            if len(dumps) == len(pids) and all(re.search(r"^totals: \d+", x, re.M) for x in texts):
-                total = sum(int(re.search(r"^totals: (\d+)", x, re.M).group(1)) for x in texts)
-            else:
-                time.sleep(0.2)
-        if total is None:
-            raise RuntimeError(f"no callgrind dump for {t.name} in {out}")
-        return total / n
+            totals = [re.search(r"^totals: (\d+)", open(d).read(), re.M) for d in dumps]
+            if len(dumps) == len(pids) and all(totals):
+                return sum(int(m.group(1)) for m in totals) / n
+            time.sleep(0.2)
+        raise RuntimeError(f"no callgrind dump for {t.name} in {out}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        t.stop()
+
+
+def ours_vs_peers(names):
+    """(Outrigger variant, peer proxy) pairs among `names`."""
+    return [(o, p) for o in names if o.startswith("outrigger") for p in names if p in ("haproxy", "nginx")]
 
 
 def summary(runs, key):
@@ -316,6 +313,7 @@ def main():
                 print(f"round {r + 1} {t.name:17} {res['rps']:9.0f} req/s  cpu {res['cpu_us'] or 0:6.1f} us/req  "
                       f"p99 {res['p99']:.3f} ms  rss {res['rss_idle'] or 0:.1f}/{res['rss_1k'] or 0:.1f} MB  "
                       f"other load {res['other_load']:.0%}", file=sys.stderr, flush=True)
+        ins = {t.name: instructions(t, args.instructions, tmp) for t in targets if t.cmd} if args.instructions else {}
     finally:
         upstream.terminate()
         upstream.wait()
@@ -332,11 +330,10 @@ def main():
             print(f"| {name} | " + " | ".join(fmt(summary(runs, k), d) for _, k, d in cols) + " |")
         med = {n: {k: (summary(r, k) or (None,))[0] for _, k, _ in cols} for n, r in results.items()}
         print()
-        for ours in [n for n in med if n.startswith("outrigger")]:
-            for peer in [n for n in med if n in ("haproxy", "nginx")]:
-                o, p = med[ours], med[peer]
-                print(f"{ours} vs {peer}: req/s x{o['rps'] / p['rps']:.2f}, CPU/req x{o['cpu_us'] / p['cpu_us']:.2f}, "
-                      f"p99 x{o['p99'] / p['p99']:.2f}")
+        for ours, peer in ours_vs_peers(med):
+            o, p = med[ours], med[peer]
+            print(f"{ours} vs {peer}: req/s x{o['rps'] / p['rps']:.2f}, CPU/req x{o['cpu_us'] / p['cpu_us']:.2f}, "
+                  f"p99 x{o['p99'] / p['p99']:.2f}")
         if "direct" in med:
             for n in med:
                 if n != "direct":
@@ -347,21 +344,12 @@ def main():
     if args.instructions:
         print(f"\nUser-space instructions per request (valgrind --tool=callgrind, {args.instructions} requests from "
               f"oha -c 10 after 2,000 to warm up; deterministic, kernel time not included):\n")
-        upstream = subprocess.Popen(pinned(LOAD_CPU, ["nginx", "-c", os.path.join(tmp, "upstream-nginx.conf"), "-p", tmp]),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_port(up_port)
-            ins = {t.name: instructions(t, args.instructions, tmp) for t in targets if t.cmd}
-        finally:
-            upstream.terminate()
-            upstream.wait()
         print("| target | instructions/request |\n|---|---|")
         for name, v in ins.items():
             print(f"| {name} | {v:,.0f} |")
         print()
-        for ours in [n for n in ins if n.startswith("outrigger")]:
-            for peer in [n for n in ins if n in ("haproxy", "nginx")]:
-                print(f"{ours} vs {peer}: instructions x{ins[ours] / ins[peer]:.2f}")
+        for ours, peer in ours_vs_peers(ins):
+            print(f"{ours} vs {peer}: instructions x{ins[ours] / ins[peer]:.2f}")
         if "outrigger" in ins and "outrigger+layers" in ins:
             print(f"all layers on vs bare route: instructions x{ins['outrigger+layers'] / ins['outrigger']:.3f}")
     noisy = [(n, r["other_load"]) for n, rs in results.items() for r in rs if r["other_load"] > 0.05]
