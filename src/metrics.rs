@@ -23,6 +23,9 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// `outrigger_upstream_attempts_total{cluster,result}`
     pub upstream_attempts: IntCounterVec,
+    /// `outrigger_upstream_connections_opened_total{cluster}` (extension:
+    /// TCP connections made to endpoints; steady traffic should open few)
+    pub upstream_connections_opened: IntCounterVec,
     /// `outrigger_retries_total{route,cluster}`
     pub retries: IntCounterVec,
     /// `outrigger_retry_budget_exhausted_total{route,cluster}`
@@ -89,6 +92,12 @@ impl Metrics {
                 "outrigger_upstream_attempts_total",
                 "Tries sent to an upstream, by result.",
                 &["cluster", "result"],
+            )?,
+            upstream_connections_opened: counter(
+                r,
+                "outrigger_upstream_connections_opened_total",
+                "Connections opened to a cluster's endpoints.",
+                &["cluster"],
             )?,
             retries: counter(
                 r,

@@ -344,3 +344,36 @@ async fn updates_under_load_fail_no_request() {
     assert_eq!(ups.iter().map(|u| u.hits()).sum::<usize>(), 2000);
     assert!(ups.iter().all(|u| u.hits() > 0), "every endpoint served while present");
 }
+
+/// Two bursts of 300 requests held at the upstream at once: the second
+/// finds the first's 300 connections idle and opens none (a cap on idle
+/// connections below the burst would close some and reconnect them); once
+/// unused for `idle_timeout` they are closed without any traffic to
+/// trigger it.
+#[tokio::test]
+async fn bursts_reuse_upstream_connections_and_idle_ones_close() {
+    const BURST: usize = 300;
+    let up = Upstream::start().await;
+    let proxy = start(&config(&[&up], "    idle_timeout: 2s\n")).await;
+    let c = client();
+    for round in 1..=2 {
+        let gate = Gate::new();
+        up.plan(vec![Fault::Gated(gate.clone(), 200); BURST]);
+        let sent: Vec<_> = (0..BURST).map(|_| tokio::spawn(c.clone().get_owned(proxy.url("/burst")))).collect();
+        eventually(Duration::from_secs(10), "the whole burst to reach the upstream", || async {
+            up.hits() == round * BURST
+        })
+        .await;
+        gate.open();
+        for s in sent {
+            assert_eq!(s.await.unwrap().status, 200);
+        }
+    }
+    assert_eq!(up.accepted(), BURST, "connections opened over two bursts");
+    assert_eq!(proxy.metric("outrigger_upstream_connections_opened_total{cluster=\"c\"}").await, BURST as f64);
+    eventually(Duration::from_secs(10), "idle upstream connections to close", || async { up.open_connections() == 0 })
+        .await;
+    // And the next request simply opens a new one.
+    assert_eq!(client().get(&proxy.url("/after")).await.status, 200);
+    assert_eq!(up.accepted(), BURST + 1);
+}

@@ -1,8 +1,10 @@
 //! A cluster's balancing tasks: the ejection-expiry watcher (with outlier
-//! detection) and the health checker (with `health_check`). They hold the
-//! balancer weakly and are aborted when the cluster drops this handle.
+//! detection), the health checker (with `health_check`), and the sweep of
+//! idle upstream connections. They hold the balancer weakly and are aborted
+//! when the cluster drops this handle.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::task::AbortHandle;
 
@@ -18,7 +20,7 @@ pub struct Background {
 impl Background {
     /// Starts the tasks `settings` asks for. Needs a tokio runtime.
     pub fn start(balancer: &Arc<Balancer>, settings: &ClusterSettings) -> Self {
-        let mut tasks = Vec::new();
+        let mut tasks = vec![tokio::spawn(close_idle(Arc::downgrade(balancer), settings.idle_timeout)).abort_handle()];
         if settings.outlier_detection.is_some() {
             let watch = outlier::expire(Arc::downgrade(balancer), balancer.changed());
             tasks.push(tokio::spawn(watch).abort_handle());
@@ -31,6 +33,24 @@ impl Background {
             tasks.push(tokio::spawn(health_check::run(Arc::downgrade(balancer), hc.clone(), probe)).abort_handle());
         }
         Background { tasks }
+    }
+}
+
+/// Every half `idle_timeout`, closes the endpoints' connections unused for
+/// `idle_timeout`: one is closed between 1 and 1.5 `idle_timeout` after
+/// its last use, traffic or not.
+async fn close_idle(balancer: Weak<Balancer>, idle_timeout: Duration) {
+    let mut tick = tokio::time::interval(idle_timeout / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(balancer) = balancer.upgrade() else { return };
+        for endpoint in &balancer.snapshot().endpoints {
+            if let Some(pool) = endpoint.pool.get() {
+                pool.close_expired();
+            }
+        }
     }
 }
 

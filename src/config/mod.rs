@@ -131,6 +131,22 @@ clusters:
         assert!(errs.0.len() >= 6, "{all}");
     }
 
+    /// A cluster's connection keeping: defaults, explicit values, and a
+    /// zero idle_timeout refused at its place.
+    #[test]
+    fn cluster_idle_connection_settings() {
+        let cluster = |extra: &str| format!("clusters:\n  - name: c\n    endpoints: [127.0.0.1:1]\n{extra}");
+        let s = parse(&cluster(""), "x.yaml").unwrap();
+        assert_eq!(s.clusters[0].idle_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(s.clusters[0].max_idle_connections, None);
+        let s = parse(&cluster("    idle_timeout: 5s\n    max_idle_connections: 8\n"), "x.yaml").unwrap();
+        assert_eq!(s.clusters[0].idle_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(s.clusters[0].max_idle_connections, Some(8));
+        let errs = parse(&cluster("    idle_timeout: 0s\n"), "x.yaml").unwrap_err();
+        assert!(errs.to_string().contains("x.yaml:4:"), "{errs}");
+        assert!(errs.to_string().contains("idle_timeout must be greater than zero"), "{errs}");
+    }
+
     /// A duration without a unit is refused with a hint.
     #[test]
     fn duration_needs_unit() {

@@ -307,6 +307,13 @@ pub struct RawCluster {
     /// `http1` (default) or `http2` (prior knowledge).
     #[serde(default)]
     pub protocol: Option<RawProtocol>,
+    /// An upstream connection unused this long is closed. Default 90s.
+    #[serde(default)]
+    pub idle_timeout: Option<Dur>,
+    /// At most this many idle HTTP/1 connections kept per endpoint.
+    /// Default: no cap (each is closed after `idle_timeout` unused).
+    #[serde(default)]
+    pub max_idle_connections: Option<usize>,
     /// One breaker shared by every route to this cluster.
     #[serde(default)]
     pub circuit_breaker: Option<RawCircuitBreaker>,

@@ -110,6 +110,10 @@ pub struct ClusterSettings {
     pub connect_timeout: Duration,
     /// Upstream protocol.
     pub protocol: Protocol,
+    /// An upstream connection unused this long is closed.
+    pub idle_timeout: Duration,
+    /// Idle HTTP/1 connections kept per endpoint; `None`: no cap.
+    pub max_idle_connections: Option<usize>,
     /// Shared breaker.
     pub circuit_breaker: Option<CircuitBreakerSettings>,
     /// Shared bulkhead.

@@ -456,6 +456,7 @@ fn cluster(cx: &mut Ctx, p: &str, c: &RawCluster) -> Option<ClusterSettings> {
         RawLoadBalancer::Maglev(h) => LbPolicy::Maglev(hash_on(cx, &format!("{p}.load_balancer"), &h)),
     };
     let connect_timeout = cx.positive(&format!("{p}.connect_timeout"), c.connect_timeout, Duration::from_secs(1));
+    let idle_timeout = cx.positive(&format!("{p}.idle_timeout"), c.idle_timeout, Duration::from_secs(90));
     let circuit_breaker = c.circuit_breaker.as_ref().map(|b| breaker(cx, &format!("{p}.circuit_breaker"), b));
     let bulkhead = c.bulkhead.as_ref().map(|b| bulkhead(cx, &format!("{p}.bulkhead"), b));
     let outlier_detection = c.outlier_detection.as_ref().map(|o| {
@@ -503,6 +504,8 @@ fn cluster(cx: &mut Ctx, p: &str, c: &RawCluster) -> Option<ClusterSettings> {
         load_balancer,
         connect_timeout,
         protocol,
+        idle_timeout,
+        max_idle_connections: c.max_idle_connections,
         circuit_breaker,
         bulkhead,
         outlier_detection,

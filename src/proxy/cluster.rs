@@ -66,7 +66,7 @@ impl Cluster {
         let task = tokio::spawn(drive(source, Arc::clone(&balancer), ready_tx, Arc::clone(&status), metrics.clone()));
         Ok(Arc::new(Cluster {
             attempts: Arc::new(AttemptMetrics::new(metrics, &settings.name)),
-            pool: Arc::new(PoolSettings::new(settings.connect_timeout, settings.protocol)),
+            pool: Arc::new(PoolSettings::for_cluster(&settings, metrics)),
             settings,
             balancer,
             ready,

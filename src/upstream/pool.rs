@@ -30,12 +30,14 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pin_project_lite::pin_project;
+use prometheus::IntCounter;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use crate::body::Body;
-use crate::config::settings::Protocol;
+use crate::config::settings::{ClusterSettings, Protocol};
 use crate::error::BoxError;
+use crate::metrics::Metrics;
 
 /// How a cluster's endpoints connect and keep connections.
 #[derive(Debug, Clone)]
@@ -46,15 +48,30 @@ pub struct PoolSettings {
     pub protocol: Protocol,
     /// Idle connections older than this are closed.
     pub idle_timeout: Duration,
-    /// At most this many idle HTTP/1 connections are kept per endpoint.
-    pub max_idle: usize,
+    /// At most this many idle HTTP/1 connections are kept per endpoint;
+    /// `None`: no cap. A cap below the concurrency to one endpoint makes
+    /// the pool close connections that the next burst opens again.
+    pub max_idle: Option<usize>,
+    /// Counts connections opened, when the cluster has metrics.
+    pub opened: Option<IntCounter>,
 }
 
 impl PoolSettings {
-    /// The defaults for a cluster: 90 s idle (longer than most upstreams
-    /// keep an idle connection, so they close first), 256 idle at most.
+    /// The defaults: 90 s idle (longer than most upstreams keep an idle
+    /// connection, so they close first), no cap on idle connections.
     pub fn new(connect_timeout: Duration, protocol: Protocol) -> Self {
-        PoolSettings { connect_timeout, protocol, idle_timeout: Duration::from_secs(90), max_idle: 256 }
+        PoolSettings { connect_timeout, protocol, idle_timeout: Duration::from_secs(90), max_idle: None, opened: None }
+    }
+
+    /// A cluster's settings, counting into its
+    /// `outrigger_upstream_connections_opened_total`.
+    pub fn for_cluster(cluster: &ClusterSettings, metrics: &Metrics) -> Self {
+        PoolSettings {
+            idle_timeout: cluster.idle_timeout,
+            max_idle: cluster.max_idle_connections,
+            opened: Some(metrics.upstream_connections_opened.with_label_values(&[&cluster.name])),
+            ..PoolSettings::new(cluster.connect_timeout, cluster.protocol)
+        }
     }
 }
 
@@ -186,11 +203,25 @@ impl Pool {
         if expired > 0 {
             idle.drain(..expired);
         }
-        if idle.len() >= self.settings.max_idle {
-            // Full: the coldest goes, not the one just used.
-            idle.remove(0);
+        if let Some(max) = self.settings.max_idle {
+            if max == 0 {
+                return;
+            }
+            if idle.len() >= max {
+                // Full: the coldest goes, not the one just used.
+                idle.remove(0);
+            }
         }
         idle.push(Idle { conn, since: now });
+    }
+
+    /// Closes the idle connections unused for `idle_timeout` and forgets
+    /// those the upstream closed, so that what a burst opened is given back
+    /// even when no request comes to trigger the check in [`Pool::put`].
+    pub fn close_expired(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().expect("pool lock");
+        idle.retain(|e| !e.conn.is_closed() && now.duration_since(e.since) < self.settings.idle_timeout);
     }
 
     async fn connect(&self) -> Result<TokioIo<TcpStream>, ConnectError> {
@@ -201,6 +232,9 @@ impl Pool {
             .await
             .map_err(|_| err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))?
             .map_err(err)?;
+        if let Some(opened) = &self.settings.opened {
+            opened.inc();
+        }
         stream.set_nodelay(true).map_err(err)?;
         Ok(TokioIo::new(stream))
     }
@@ -457,6 +491,51 @@ mod tests {
             assert_eq!(text(r.unwrap()).await, format!("/{i}"));
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    /// Eight requests at once, `rounds` times, on `pool`.
+    async fn bursts(pool: &Arc<Pool>, rounds: usize) {
+        for _ in 0..rounds {
+            let answers =
+                futures_util::future::join_all((0..8).map(|i| Arc::clone(pool).send(get(&format!("/{i}"))))).await;
+            for r in answers {
+                text(r.unwrap()).await;
+            }
+        }
+    }
+
+    /// With `max_idle`, the pool keeps that many and closes the rest, which
+    /// the next burst opens again; 0 keeps none.
+    #[tokio::test]
+    async fn max_idle_caps_what_is_kept() {
+        for (max, kept, opened) in [(2, 2, 8 + 6), (0, 0, 16)] {
+            let (addr, accepted) = upstream(Protocol::Http1).await;
+            let settings =
+                PoolSettings { max_idle: Some(max), ..PoolSettings::new(Duration::from_secs(1), Protocol::Http1) };
+            let pool = Arc::new(Pool::new(addr, Arc::new(settings)));
+            bursts(&pool, 2).await;
+            assert_eq!(pool.idle_count(), kept, "max_idle {max}");
+            assert_eq!(accepted.load(Ordering::SeqCst), opened, "max_idle {max}");
+        }
+    }
+
+    /// The sweep closes what went unused for `idle_timeout`, and only that.
+    #[tokio::test]
+    async fn close_expired_closes_only_connections_idle_for_idle_timeout() {
+        let (addr, accepted) = upstream(Protocol::Http1).await;
+        let pool = pool(addr, Protocol::Http1);
+        bursts(&pool, 1).await;
+        assert_eq!(pool.idle_count(), 8);
+        tokio::time::pause();
+        tokio::time::advance(pool.settings.idle_timeout - Duration::from_millis(1)).await;
+        pool.close_expired();
+        assert_eq!(pool.idle_count(), 8);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        pool.close_expired();
+        assert_eq!(pool.idle_count(), 0);
+        tokio::time::resume();
+        bursts(&pool, 1).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 16);
     }
 
     fn h2_get(path: &str, addr: SocketAddr) -> Request<Body> {

@@ -71,6 +71,8 @@ struct State {
     /// `(path, status)` answered to health probes, which are counted apart.
     health: Mutex<Option<(String, u16)>>,
     probes: AtomicUsize,
+    accepted: AtomicUsize,
+    open: AtomicUsize,
 }
 
 /// A running upstream.
@@ -118,12 +120,17 @@ impl Upstream {
             max_in_flight: AtomicUsize::new(0),
             health: Mutex::new(None),
             probes: AtomicUsize::new(0),
+            accepted: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
         });
         let st = Arc::clone(&state);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                st.accepted.fetch_add(1, Ordering::SeqCst);
+                st.open.fetch_add(1, Ordering::SeqCst);
                 let st = Arc::clone(&st);
                 tokio::spawn(async move {
+                    let _open = Open(Arc::clone(&st));
                     let svc = hyper::service::service_fn(move |req| {
                         let st = Arc::clone(&st);
                         async move { serve(st, addr, req).await }
@@ -142,6 +149,16 @@ impl Upstream {
     /// Requests received so far.
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.state.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(Ordering::SeqCst)
     }
 
     /// The most requests handled at once.
@@ -179,6 +196,13 @@ impl Upstream {
     /// Bodies received (those under 1 MiB), in order.
     pub fn bodies(&self) -> Vec<Bytes> {
         self.state.bodies.lock().unwrap().clone()
+    }
+}
+
+struct Open(Arc<State>);
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
