@@ -371,9 +371,18 @@ async fn bursts_reuse_upstream_connections_and_idle_ones_close() {
     }
     assert_eq!(up.accepted(), BURST, "connections opened over two bursts");
     assert_eq!(proxy.metric("outrigger_upstream_connections_opened_total{cluster=\"c\"}").await, BURST as f64);
+    assert_eq!(idle_connections(&proxy).await, BURST as u64);
     eventually(Duration::from_secs(10), "idle upstream connections to close", || async { up.open_connections() == 0 })
         .await;
+    assert_eq!(idle_connections(&proxy).await, 0);
     // And the next request simply opens a new one.
     assert_eq!(client().get(&proxy.url("/after")).await.status, 200);
     assert_eq!(up.accepted(), BURST + 1);
+}
+
+/// `/clusters`' idle connections to the first endpoint of the first cluster.
+async fn idle_connections(proxy: &TestProxy) -> u64 {
+    let (_, view) = proxy.admin_get("/clusters").await;
+    let view: serde_json::Value = serde_json::from_str(&view).unwrap();
+    view["clusters"][0]["endpoints"][0]["idle_connections"].as_u64().unwrap()
 }

@@ -133,6 +133,7 @@ impl Endpoint {
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             times_ejected: self.outlier.times_ejected(),
+            idle_connections: self.pool.get().map_or(0, |p| p.idle_count()),
             ejected_until: remaining.map(|r| humantime::format_rfc3339_millis(SystemTime::now() + r).to_string()),
             ejection_remaining_ms: remaining.map(|r| r.as_millis() as u64),
         }
@@ -161,6 +162,8 @@ pub struct EndpointView {
     pub failures: u64,
     /// Ejections so far.
     pub times_ejected: u32,
+    /// HTTP/1 connections kept open for the next request.
+    pub idle_connections: usize,
     /// When the current ejection ends (RFC 3339), if ejected.
     pub ejected_until: Option<String>,
     /// Milliseconds until the current ejection ends, if ejected.
