@@ -40,7 +40,9 @@ impl Background {
 /// `idle_timeout`: one is closed between 1 and 1.5 `idle_timeout` after
 /// its last use, traffic or not.
 async fn close_idle(balancer: Weak<Balancer>, idle_timeout: Duration) {
-    let mut tick = tokio::time::interval(idle_timeout / 2);
+    // At least a millisecond: `interval` refuses a zero period, which a
+    // 1ns idle_timeout would make.
+    let mut tick = tokio::time::interval((idle_timeout / 2).max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
