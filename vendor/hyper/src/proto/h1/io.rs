@@ -1,6 +1,8 @@
+use std::cell::RefCell;
 use std::cmp;
 use std::fmt;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -21,6 +23,18 @@ pub(crate) const MINIMUM_MAX_BUFFER_SIZE: usize = INIT_BUFFER_SIZE;
 /// a message is still not complete, a `TooLarge` error is triggered.
 // Note: if this changes, update server::conn::Http::max_buf_size docs.
 pub(crate) const DEFAULT_MAX_BUFFER_SIZE: usize = 8192 + 4096 * 100;
+
+// Outrigger patch: a connection with nothing buffered reads into this
+// per-thread buffer and keeps only the bytes it read, so an idle
+// connection holds no read buffer (it held 8 KiB from its first read on).
+thread_local! {
+    static READ_SCRATCH: RefCell<Box<[MaybeUninit<u8>]>> =
+        RefCell::new(vec![MaybeUninit::uninit(); INIT_BUFFER_SIZE].into_boxed_slice());
+}
+
+/// Outrigger patch: a flushed write buffer larger than this is freed rather
+/// than kept for the next message (it was allocated at 8 KiB up front).
+const WRITE_BUF_RETAIN: usize = 1024;
 
 /// The maximum number of distinct `Buf`s to hold in a list before requiring
 /// a flush. Only affects when the buffer strategy is to queue buffers.
@@ -239,6 +253,15 @@ where
                 .saturating_sub(self.read_buf.len()),
         );
         if self.read_buf_remaining_mut() < next {
+            // Outrigger patch: nothing buffered and a read that fits the
+            // scratch buffer: read there, keep what arrived (see
+            // `READ_SCRATCH`). Reads that fill a buffer grow `next` past it
+            // and go straight into `read_buf`, so bulk bodies are not copied.
+            if self.read_buf.is_empty() && next <= INIT_BUFFER_SIZE {
+                if let Some(polled) = self.poll_read_scratch(cx, next) {
+                    return polled;
+                }
+            }
             self.read_buf.reserve(next);
         }
 
@@ -265,6 +288,36 @@ where
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
         }
+    }
+
+    /// Reads up to `len` bytes into the thread's scratch buffer and moves
+    /// them into a `read_buf` of their own size. `None` if the scratch
+    /// buffer is in use (a read nested in a read), to read as usual.
+    fn poll_read_scratch(
+        &mut self,
+        cx: &mut Context<'_>,
+        len: usize,
+    ) -> Option<Poll<io::Result<usize>>> {
+        READ_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.try_borrow_mut().ok()?;
+            let mut buf = ReadBuf::uninit(&mut scratch[..len]);
+            Some(match Pin::new(&mut self.io).poll_read(cx, buf.unfilled()) {
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    trace!("received {} bytes", n);
+                    if n > 0 {
+                        self.read_buf = BytesMut::from(buf.filled());
+                    }
+                    self.read_buf_strategy.record(n);
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Pending => {
+                    self.read_blocked = true;
+                    Poll::Pending
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            })
+        })
     }
 
     pub(crate) fn into_inner(self) -> (T, Bytes) {
@@ -491,7 +544,12 @@ impl Cursor<Vec<u8>> {
 
     fn reset(&mut self) {
         self.pos = 0;
-        self.bytes.clear();
+        if self.bytes.capacity() > WRITE_BUF_RETAIN {
+            // Outrigger patch: see `WRITE_BUF_RETAIN`.
+            self.bytes = Vec::new();
+        } else {
+            self.bytes.clear();
+        }
     }
 }
 
@@ -535,7 +593,8 @@ pub(super) struct WriteBuf<B> {
 impl<B: Buf> WriteBuf<B> {
     fn new(strategy: WriteStrategy) -> WriteBuf<B> {
         WriteBuf {
-            headers: Cursor::new(Vec::with_capacity(INIT_BUFFER_SIZE)),
+            // Outrigger patch: allocated by the first message written.
+            headers: Cursor::new(Vec::new()),
             max_buf_size: DEFAULT_MAX_BUFFER_SIZE,
             queue: BufList::new(),
             strategy,
