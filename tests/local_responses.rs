@@ -142,6 +142,43 @@ async fn slowloris_is_cut_off() {
     assert_eq!(up.hits(), 0);
 }
 
+/// The limit holds for every request on a kept-alive connection, not just
+/// the first: a client that got its answer and then trickles the next
+/// head is cut off too (hyper's header timer is reused between requests).
+#[tokio::test]
+async fn slowloris_after_a_first_request_is_cut_off() {
+    let up = Upstream::start().await;
+    let p = TestProxy::start(&limited_listener("header_read_timeout: 300ms", up.addr)).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("received=0\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed before the first answer: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    s.write_all(b"GET /second HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let start = std::time::Instant::now();
+    let mut closed = false;
+    while start.elapsed() < Duration::from_secs(10) {
+        if s.write_all(b"x-a: b\r\n").await.is_err() {
+            closed = true;
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "connection still open after {:?}", start.elapsed());
+    assert_eq!(up.hits(), 1);
+}
+
 /// A client that connects and sends nothing, or only the start of the
 /// HTTP/2 preface, is let go at header_read_timeout like one trickling its
 /// headers: idle sockets cannot pile up before their first request.

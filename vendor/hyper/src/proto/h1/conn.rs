@@ -276,10 +276,13 @@ where
             }
         };
 
+        // Outrigger patch: the timer is kept for the next head, which
+        // resets it (with tokio, moving a deadline later is one atomic
+        // update), instead of freeing it and allocating and registering a
+        // new one for every request.
         #[cfg(feature = "server")]
         {
             self.state.h1_header_read_timeout_running = false;
-            self.state.h1_header_read_timeout_fut = None;
         }
 
         // Note: don't deconstruct `msg` into local variables, it appears
