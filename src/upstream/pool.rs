@@ -21,6 +21,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -94,8 +95,10 @@ pub struct Pool {
     settings: Arc<PoolSettings>,
     /// HTTP/1: idle connections, oldest first.
     idle: Mutex<Vec<Idle>>,
-    /// HTTP/2: the shared connection.
-    shared: Mutex<Option<http2::SendRequest<Outbound>>>,
+    /// HTTP/2: the shared connection, and when its last stream ended.
+    shared: Mutex<Option<Shared2>>,
+    /// HTTP/2: streams open on the shared connection (see [`Stream2`]).
+    streams: AtomicUsize,
     /// HTTP/2: held while one request makes the shared connection, so
     /// concurrent first requests wait for it rather than each connecting.
     connecting: tokio::sync::Mutex<()>,
@@ -103,6 +106,11 @@ pub struct Pool {
 
 struct Idle {
     conn: http1::SendRequest<Outbound>,
+    since: Instant,
+}
+
+struct Shared2 {
+    conn: http2::SendRequest<Outbound>,
     since: Instant,
 }
 
@@ -120,6 +128,7 @@ impl Pool {
             settings,
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
+            streams: AtomicUsize::new(0),
             connecting: tokio::sync::Mutex::new(()),
         }
     }
@@ -156,7 +165,10 @@ impl Pool {
     }
 
     async fn send_http2(self: Arc<Self>, req: Request<Outbound>) -> Result<Response<Body>, BoxError> {
-        let shared = || self.shared.lock().expect("pool lock").as_ref().filter(|c| !c.is_closed()).cloned();
+        let shared = || {
+            let shared = self.shared.lock().expect("pool lock");
+            shared.as_ref().map(|s| &s.conn).filter(|c| !c.is_closed()).cloned()
+        };
         let mut conn = match shared() {
             Some(conn) => conn,
             None => {
@@ -165,15 +177,29 @@ impl Pool {
                     Some(conn) => conn,
                     None => {
                         let conn = self.connect_http2().await?;
-                        *self.shared.lock().expect("pool lock") = Some(conn.clone());
+                        let since = Instant::now();
+                        *self.shared.lock().expect("pool lock") = Some(Shared2 { conn: conn.clone(), since });
                         conn
                     }
                 }
             }
         };
+        let mut stream = Stream2::open(&self);
         let resp = conn.send_request(req).await?;
-        let lease = Lease { pool: self, conn: None };
+        // The response's body holds the stream open from here (see
+        // `Lease`'s drop).
+        let lease = Lease { pool: stream.hand_over(), conn: None };
         Ok(resp.map(|incoming| Body::upstream(incoming, lease)))
+    }
+
+    /// An HTTP/2 stream ended: the shared connection's idle time counts
+    /// from the last one.
+    fn stream_ended(&self) {
+        if self.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(s) = self.shared.lock().expect("pool lock").as_mut() {
+                s.since = Instant::now();
+            }
+        }
     }
 
     /// The most recently returned connection that is ready. Closed or
@@ -224,6 +250,24 @@ impl Pool {
         let now = Instant::now();
         let mut idle = self.idle.lock().expect("pool lock");
         idle.retain(|e| !e.conn.is_closed() && now.duration_since(e.since) < self.settings.idle_timeout);
+        drop(idle);
+        // HTTP/2: the shared connection goes once no stream has been open
+        // on it for `idle_timeout` (hyper closes it when the last handle
+        // to it is dropped; a request that took a handle just before still
+        // completes on it).
+        let mut shared = self.shared.lock().expect("pool lock");
+        if shared.as_ref().is_some_and(|s| {
+            s.conn.is_closed()
+                || (self.streams.load(Ordering::Acquire) == 0
+                    && now.duration_since(s.since) >= self.settings.idle_timeout)
+        }) {
+            *shared = None;
+        }
+    }
+
+    /// Whether an HTTP/2 connection is kept (open, for later streams).
+    pub fn has_shared(&self) -> bool {
+        self.shared.lock().map(|s| s.as_ref().is_some_and(|s| !s.conn.is_closed())).unwrap_or(false)
     }
 
     async fn connect(&self) -> Result<TokioIo<TcpStream>, ConnectError> {
@@ -347,6 +391,30 @@ impl<F: Future<Output = TrySend>> Future for Sending<F> {
     }
 }
 
+/// One HTTP/2 stream counted open on its pool until dropped (or, once its
+/// response has come, until the response's [`Lease`] is).
+struct Stream2(Option<Arc<Pool>>);
+
+impl Stream2 {
+    fn open(pool: &Arc<Pool>) -> Self {
+        pool.streams.fetch_add(1, Ordering::AcqRel);
+        Stream2(Some(Arc::clone(pool)))
+    }
+
+    /// The pool, for a lease that now counts the stream.
+    fn hand_over(&mut self) -> Arc<Pool> {
+        self.0.take().expect("handed over once")
+    }
+}
+
+impl Drop for Stream2 {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.0 {
+            pool.stream_ended();
+        }
+    }
+}
+
 /// A response's claim on the connection it came over, carried in its body:
 /// the connection goes back to the pool when the body's last frame has
 /// passed, and is closed if the body is dropped before its end. Also how a
@@ -366,6 +434,15 @@ impl Lease {
     pub fn release(&mut self) {
         if let Some(conn) = self.conn.take() {
             self.pool.put(conn);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // An HTTP/2 response's lease holds its stream open (`send_http2`).
+        if self.pool.settings.protocol == Protocol::Http2 {
+            self.pool.stream_ended();
         }
     }
 }
@@ -392,14 +469,23 @@ mod tests {
     /// A hyper upstream answering `/big` with 1 MiB and anything else with
     /// its path; counts the connections it accepted.
     async fn upstream(protocol: Protocol) -> (SocketAddr, Arc<AtomicUsize>) {
+        let (addr, accepted, _) = upstream_counting_open(protocol).await;
+        (addr, accepted)
+    }
+
+    /// [`upstream`], also counting the connections open now.
+    async fn upstream_counting_open(protocol: Protocol) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&accepted);
+        let open = Arc::new(AtomicUsize::new(0));
+        let (count, open_now) = (Arc::clone(&accepted), Arc::clone(&open));
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 count.fetch_add(1, Ordering::SeqCst);
+                open_now.fetch_add(1, Ordering::SeqCst);
+                let open_now = Arc::clone(&open_now);
                 let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
                     let body = if req.uri().path() == "/big" {
                         Bytes::from(vec![b'x'; 1 << 20])
@@ -418,10 +504,11 @@ mod tests {
                                 .await
                         }
                     };
+                    open_now.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        (addr, accepted)
+        (addr, accepted, open)
     }
 
     async fn text(resp: Response<Body>) -> String {
@@ -577,6 +664,41 @@ mod tests {
         tokio::time::resume();
         bursts(&pool, 1).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 16);
+    }
+
+    /// HTTP/2: the shared connection is closed once no stream has been open
+    /// on it for `idle_timeout`, never while a response is still streaming,
+    /// and the next request opens a new one.
+    #[tokio::test]
+    async fn http2_connection_closes_after_idle_timeout_not_while_streaming() {
+        let (addr, accepted, open) = upstream_counting_open(Protocol::Http2).await;
+        let pool = pool(addr, Protocol::Http2);
+        let idle_timeout = pool.settings.idle_timeout;
+        // A response whose body has not been read yet holds its stream open.
+        let held = Arc::clone(&pool).send(h2_get("/big", addr)).await.unwrap();
+        tokio::time::pause();
+        tokio::time::advance(idle_timeout * 2).await;
+        pool.close_expired();
+        assert!(pool.has_shared(), "closed under an open stream");
+        tokio::time::resume();
+        assert_eq!(text(held).await.len(), 1 << 20);
+        tokio::time::pause();
+        // (The stream ended a moment before the clock was paused: a second
+        // of margin either side.)
+        tokio::time::advance(idle_timeout - Duration::from_secs(1)).await;
+        pool.close_expired();
+        assert!(pool.has_shared(), "closed before idle_timeout");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        pool.close_expired();
+        assert!(!pool.has_shared(), "kept past idle_timeout");
+        tokio::time::resume();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while open.load(Ordering::SeqCst) > 0 {
+            assert!(std::time::Instant::now() < deadline, "the upstream connection stayed open");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(text(Arc::clone(&pool).send(h2_get("/again", addr)).await.unwrap()).await, "/again");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     fn h2_get(path: &str, addr: SocketAddr) -> Request<Body> {
