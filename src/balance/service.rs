@@ -101,18 +101,27 @@ impl tower::Service<Request<Body>> for Balance {
     }
 }
 
-/// Points `req` at `endpoint` in the form `version` wants: HTTP/2 names the
-/// endpoint in `:scheme` and `:authority`; HTTP/1.1 sends origin form, with
-/// a Host (an HTTP/1.0 client may have sent none: then the endpoint's).
+/// Points `req` at `endpoint` in the form `version` wants. HTTP/1.1 sends
+/// origin form, with the client's Host (an HTTP/1.0 client may have sent
+/// none: then the endpoint's). HTTP/2 carries the client's Host as
+/// `:authority` and no Host header: RFC 9113 (8.3.1) forbids a Host that
+/// differs from `:authority`, and servers such as NGINX refuse one with
+/// 400 ("duplicate host header"). With no usable Host, `:authority` names
+/// the endpoint.
 fn address_to(req: &mut Request<Body>, version: Version, endpoint: &super::Endpoint) {
     let http2 = version == Version::HTTP_2;
     let origin_form = req.uri().scheme().is_none() && req.uri().path_and_query().is_some();
     if http2 || !origin_form {
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = if http2 {
+            let host = req.headers_mut().remove(http::header::HOST);
+            let authority = host
+                .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+                .or_else(|| req.uri().authority().cloned())
+                .unwrap_or_else(|| endpoint.authority.clone());
             let mut parts = http::uri::Parts::default();
             parts.scheme = Some(Scheme::HTTP);
-            parts.authority = Some(endpoint.authority.clone());
+            parts.authority = Some(authority);
             parts.path_and_query = Some(path);
             Uri::from_parts(parts).expect("scheme, authority and path make a URI")
         } else {

@@ -65,6 +65,7 @@ struct State {
     plan: Mutex<VecDeque<Fault>>,
     default: Mutex<Fault>,
     last_headers: Mutex<Option<HeaderMap>>,
+    last_authority: Mutex<Option<String>>,
     bodies: Mutex<Vec<Bytes>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -115,6 +116,7 @@ impl Upstream {
             plan: Mutex::new(VecDeque::new()),
             default: Mutex::new(fault),
             last_headers: Mutex::new(None),
+            last_authority: Mutex::new(None),
             bodies: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -181,6 +183,12 @@ impl Upstream {
         self.state.last_headers.lock().unwrap().clone()
     }
 
+    /// The authority of the last request's URI (HTTP/2's `:authority`;
+    /// none in an HTTP/1.1 origin-form request).
+    pub fn last_authority(&self) -> Option<String> {
+        self.state.last_authority.lock().unwrap().clone()
+    }
+
     /// Answers requests for `path` with `status` from now on, counting them
     /// in [`probes`](Self::probes) instead of `hits` and leaving the plan
     /// alone (a health-check endpoint).
@@ -227,6 +235,7 @@ async fn serve(st: Arc<State>, addr: SocketAddr, req: Request<Incoming>) -> Resu
     let _guard = InFlight(&st);
     let fault = st.plan.lock().unwrap().pop_front().unwrap_or_else(|| st.default.lock().unwrap().clone());
     *st.last_headers.lock().unwrap() = Some(req.headers().clone());
+    *st.last_authority.lock().unwrap() = req.uri().authority().map(|a| a.to_string());
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     // Read the body as a stream, counting bytes (a 100 MB upload is never
