@@ -252,33 +252,20 @@ where
                 .max()
                 .saturating_sub(self.read_buf.len()),
         );
-        if self.read_buf_remaining_mut() < next {
-            // Outrigger patch: nothing buffered and a read that fits the
-            // scratch buffer: read there, keep what arrived (see
-            // `READ_SCRATCH`). Reads that fill a buffer grow `next` past it
-            // and go straight into `read_buf`, so bulk bodies are not copied.
-            if self.read_buf.is_empty() && next <= INIT_BUFFER_SIZE {
-                if let Some(polled) = self.poll_read_scratch(cx, next) {
-                    return polled;
-                }
-            }
-            self.read_buf.reserve(next);
-        }
-
-        // SAFETY: ReadBuf and poll_read promise not to set any uninitialized
-        // bytes onto `dst`.
-        let dst = unsafe { self.read_buf.chunk_mut().as_uninit_slice_mut() };
-        let mut buf = ReadBuf::uninit(dst);
-        match Pin::new(&mut self.io).poll_read(cx, buf.unfilled()) {
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len();
+        // Outrigger patch: nothing buffered and a read that fits the
+        // scratch buffer: read there, keep what arrived (see
+        // `READ_SCRATCH`). Reads that fill a buffer grow `next` past it and
+        // go straight into `read_buf`, so bulk bodies are not copied.
+        let scratch = self.read_buf_remaining_mut() < next
+            && self.read_buf.is_empty()
+            && next <= INIT_BUFFER_SIZE;
+        let polled = match scratch.then(|| self.poll_read_scratch(cx, next)).flatten() {
+            Some(polled) => polled,
+            None => self.poll_read_into_buf(cx, next),
+        };
+        match polled {
+            Poll::Ready(Ok(n)) => {
                 trace!("received {} bytes", n);
-                // Safety: we just read that many bytes into the
-                // uninitialized part of the buffer, so this is okay.
-                // @tokio pls give me back `poll_read_buf` thanks
-                unsafe {
-                    self.read_buf.advance_mut(n);
-                }
                 self.read_buf_strategy.record(n);
                 Poll::Ready(Ok(n))
             }
@@ -290,9 +277,31 @@ where
         }
     }
 
-    /// Reads up to `len` bytes into the thread's scratch buffer and moves
-    /// them into a `read_buf` of their own size. `None` if the scratch
-    /// buffer is in use (a read nested in a read), to read as usual.
+    /// Reads into `read_buf` itself, with room for `next` bytes.
+    fn poll_read_into_buf(&mut self, cx: &mut Context<'_>, next: usize) -> Poll<io::Result<usize>> {
+        if self.read_buf_remaining_mut() < next {
+            self.read_buf.reserve(next);
+        }
+
+        // SAFETY: ReadBuf and poll_read promise not to set any uninitialized
+        // bytes onto `dst`.
+        let dst = unsafe { self.read_buf.chunk_mut().as_uninit_slice_mut() };
+        let mut buf = ReadBuf::uninit(dst);
+        ready!(Pin::new(&mut self.io).poll_read(cx, buf.unfilled()))?;
+        let n = buf.filled().len();
+        // Safety: we just read that many bytes into the
+        // uninitialized part of the buffer, so this is okay.
+        // @tokio pls give me back `poll_read_buf` thanks
+        unsafe {
+            self.read_buf.advance_mut(n);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Outrigger patch: reads up to `len` bytes into the thread's scratch
+    /// buffer and moves them into a `read_buf` of their own size. `None` if
+    /// the scratch buffer is in use (a read nested in a read), to read into
+    /// `read_buf` as usual.
     fn poll_read_scratch(
         &mut self,
         cx: &mut Context<'_>,
@@ -301,22 +310,17 @@ where
         READ_SCRATCH.with(|scratch| {
             let mut scratch = scratch.try_borrow_mut().ok()?;
             let mut buf = ReadBuf::uninit(&mut scratch[..len]);
-            Some(match Pin::new(&mut self.io).poll_read(cx, buf.unfilled()) {
-                Poll::Ready(Ok(())) => {
-                    let n = buf.filled().len();
-                    trace!("received {} bytes", n);
-                    if n > 0 {
-                        self.read_buf = BytesMut::from(buf.filled());
-                    }
-                    self.read_buf_strategy.record(n);
-                    Poll::Ready(Ok(n))
-                }
-                Poll::Pending => {
-                    self.read_blocked = true;
-                    Poll::Pending
-                }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            })
+            Some(
+                Pin::new(&mut self.io)
+                    .poll_read(cx, buf.unfilled())
+                    .map_ok(|()| {
+                        let n = buf.filled().len();
+                        if n > 0 {
+                            self.read_buf = BytesMut::from(buf.filled());
+                        }
+                        n
+                    }),
+            )
         })
     }
 
