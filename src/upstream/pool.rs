@@ -97,7 +97,8 @@ pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     /// HTTP/2: the shared connection, and when its last stream ended.
     shared: Mutex<Option<Shared2>>,
-    /// HTTP/2: streams open on the shared connection (see [`Stream2`]).
+    /// HTTP/2: streams open on the shared connection (one per HTTP/2
+    /// [`Lease`], from the request's send to its response body's drop).
     streams: AtomicUsize,
     /// HTTP/2: held while one request makes the shared connection, so
     /// concurrent first requests wait for it rather than each connecting.
@@ -184,11 +185,8 @@ impl Pool {
                 }
             }
         };
-        let mut stream = Stream2::open(&self);
+        let lease = Lease::http2_stream(self);
         let resp = conn.send_request(req).await?;
-        // The response's body holds the stream open from here (see
-        // `Lease`'s drop).
-        let lease = Lease { pool: stream.hand_over(), conn: None };
         Ok(resp.map(|incoming| Body::upstream(incoming, lease)))
     }
 
@@ -266,7 +264,8 @@ impl Pool {
     }
 
     /// Whether an HTTP/2 connection is kept (open, for later streams).
-    pub fn has_shared(&self) -> bool {
+    #[cfg(test)]
+    fn has_shared(&self) -> bool {
         self.shared.lock().map(|s| s.as_ref().is_some_and(|s| !s.conn.is_closed())).unwrap_or(false)
     }
 
@@ -391,30 +390,6 @@ impl<F: Future<Output = TrySend>> Future for Sending<F> {
     }
 }
 
-/// One HTTP/2 stream counted open on its pool until dropped (or, once its
-/// response has come, until the response's [`Lease`] is).
-struct Stream2(Option<Arc<Pool>>);
-
-impl Stream2 {
-    fn open(pool: &Arc<Pool>) -> Self {
-        pool.streams.fetch_add(1, Ordering::AcqRel);
-        Stream2(Some(Arc::clone(pool)))
-    }
-
-    /// The pool, for a lease that now counts the stream.
-    fn hand_over(&mut self) -> Arc<Pool> {
-        self.0.take().expect("handed over once")
-    }
-}
-
-impl Drop for Stream2 {
-    fn drop(&mut self) {
-        if let Some(pool) = &self.0 {
-            pool.stream_ended();
-        }
-    }
-}
-
 /// A response's claim on the connection it came over, carried in its body:
 /// the connection goes back to the pool when the body's last frame has
 /// passed, and is closed if the body is dropped before its end. Also how a
@@ -425,6 +400,13 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// An HTTP/2 stream, counted open on `pool` from its send until this
+    /// lease is dropped (a failed send, or the end of the response body).
+    fn http2_stream(pool: Arc<Pool>) -> Self {
+        pool.streams.fetch_add(1, Ordering::AcqRel);
+        Lease { pool, conn: None }
+    }
+
     /// The endpoint the response came from.
     pub fn addr(&self) -> SocketAddr {
         self.pool.addr
@@ -440,7 +422,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        // An HTTP/2 response's lease holds its stream open (`send_http2`).
+        // Every HTTP/2 lease counts a stream (`Lease::http2_stream`).
         if self.pool.settings.protocol == Protocol::Http2 {
             self.pool.stream_ended();
         }
