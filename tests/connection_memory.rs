@@ -14,34 +14,13 @@ use std::time::Duration;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const N: usize = 100;
-
-/// Reads one response (head, then a `Content-Length` body) off `s`.
-async fn read_response(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = s.read(&mut chunk).await.expect("reading a response");
-        assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(&buf));
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len: usize = text[..end]
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-                .expect("a content-length");
-            if buf.len() >= end + 4 + len {
-                return text;
-            }
-        }
-    }
-}
 
 /// Live heap bytes added while `N` connections to `addr` each made one
 /// request (held at `up` until all arrived) and stayed open, idle.
@@ -59,8 +38,8 @@ async fn held_bytes(addr: SocketAddr, up: &Upstream) -> i64 {
     eventually(Duration::from_secs(10), "every request held at the upstream", || async { up.hits() >= hits + N }).await;
     gate.open();
     for s in &mut conns {
-        let resp = read_response(s).await;
-        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        let (head, _) = read_response(s, &mut Vec::new()).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     }
     // Let every connection task go back to waiting for its next request.
     for _ in 0..10 {

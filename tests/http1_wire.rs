@@ -14,32 +14,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Reads one response (head, then a `Content-Length` body) off `s`;
-/// returns the head and the body.
-async fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> (String, Vec<u8>) {
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-                .unwrap_or(0);
-            if pending.len() >= end + 4 + len {
-                let body = pending[end + 4..end + 4 + len].to_vec();
-                pending.drain(..end + 4 + len);
-                return (head, body);
-            }
-        }
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-            .await
-            .expect("a response within 10 s")
-            .expect("reading a response");
-        assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(pending));
-        pending.extend_from_slice(&chunk[..n]);
-    }
-}
-
 /// Writes `pieces` one at a time, pausing between them so that each
 /// arrives in a read of its own (the pause makes the split likely; every
 /// assertion holds however the bytes are grouped).
@@ -125,13 +99,15 @@ async fn scripted_upstream(pieces: Vec<Vec<u8>>) -> SocketAddr {
                 let mut chunk = [0u8; 4096];
                 loop {
                     // One request head (these requests have no body), then the answer.
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let end = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end;
+                        }
                         match s.read(&mut chunk).await {
                             Ok(0) | Err(_) => return,
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
-                    }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                    };
                     buf.drain(..end + 4);
                     let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
                     write_in_pieces(&mut s, &refs).await;

@@ -193,6 +193,34 @@ pub fn reserve_addr() -> Reserved {
     Reserved { addr: s.local_addr().unwrap(), _hold: s }
 }
 
+/// Reads one HTTP/1.1 response (head, then a `Content-Length` body, none
+/// without one) off `s`, carrying bytes past it in `pending` for the next
+/// call (pipelined responses); the head and the body. Waits at most 10 s.
+pub async fn read_response(s: &mut tokio::net::TcpStream, pending: &mut Vec<u8>) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0);
+            if pending.len() >= end + 4 + len {
+                let body = pending[end + 4..end + 4 + len].to_vec();
+                pending.drain(..end + 4 + len);
+                return (head, body);
+            }
+        }
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("a response within 10 s")
+            .expect("reading a response");
+        assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(pending));
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// Writes `request` as is on a new connection to `addr` and reads the
 /// whole reply, until the server closes (an HTTP/1.0 exchange, an error):
 /// for what a well-behaved client would never send.
