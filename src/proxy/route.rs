@@ -17,10 +17,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use super::cluster::Cluster;
 use super::state::{Scope, StateStore, BREAKER, BULKHEAD};
@@ -53,7 +54,18 @@ where
     S::Future: Send + 'static,
 {
     fn call(&self, req: Request<Body>) -> BoxFuture<'static, Result<Response<Body>, BoxError>> {
-        Box::pin(self.0.clone().oneshot(req))
+        let mut svc = self.0.clone();
+        // Every layer of a route stack is ready at once (waiting, for a
+        // bulkhead slot say, happens in the response future), so the clone
+        // is asked first, and called straight away: a `Oneshot` would box
+        // the stack and the request with the future, and move the future
+        // again on its first poll. Should a service not be ready, the
+        // `Oneshot` asks again with the task's waker.
+        match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => Box::pin(svc.call(req)),
+            Poll::Ready(Err(e)) => Box::pin(std::future::ready(Err(e))),
+            Poll::Pending => Box::pin(svc.oneshot(req)),
+        }
     }
 }
 
@@ -133,7 +145,9 @@ fn stack(route: &RouteSettings, cluster: &Cluster, metrics: &Metrics, state: &St
 
 /// The stack for one (route, cluster) over any innermost service (the
 /// balancer in the proxy, which keeps the per-try timeout; an in-memory
-/// upstream in benches). Layers listed outermost first.
+/// upstream in benches). A route with no layer configured but its timeout
+/// (every route has one, 15 s by default) is the timeout over the
+/// innermost service, without the pass-throughs.
 pub fn stack_over<S>(
     route: &RouteSettings,
     cluster: &ClusterSettings,
@@ -145,37 +159,82 @@ where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
-    Arc::new(Shared(layered(route, cluster, inner, metrics, state)))
+    let layers = Layers::new(route, cluster, metrics, state);
+    if layers.only_timeout() {
+        return Arc::new(Shared(layers.timeout.layer(inner)));
+    }
+    Arc::new(Shared(layers.over(inner)))
 }
 
-/// The layers of [`stack_over`], not yet erased.
-fn layered<S>(
-    route: &RouteSettings,
-    cluster: &ClusterSettings,
-    inner: S,
-    metrics: &Metrics,
-    state: &StateStore,
-) -> impl tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future: Send + 'static>
-       + Clone
-       + Send
-       + Sync
-       + 'static
-where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-{
-    ServiceBuilder::new()
-        // Whole request, every retry included.
-        .option_layer(route.timeout.map(TimeoutLayer::new))
-        // One slot per request, held across retries until the body ends.
-        .option_layer(bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), metrics, state))
-        .option_layer(bulkhead(Scope::Cluster, &cluster.name, cluster.bulkhead.as_ref(), metrics, state))
-        // Tries again as the route's policy and budget allow (absent: no retries).
-        .option_layer(RetryLayer::for_route(&route.name, &cluster.name, route.retry.as_ref(), metrics, state))
-        // Fails fast while open; sees every try.
-        .option_layer(breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), metrics, state))
-        .option_layer(breaker(Scope::Cluster, &cluster.name, cluster.circuit_breaker.as_ref(), metrics, state))
-        .service(inner)
+/// A route's layers. One that is not configured is a pass-through of the
+/// same type, not an `Either` around it: a stack has one type whichever
+/// layers its route has, and a request pays no wrapper per absent layer.
+struct Layers {
+    timeout: TimeoutLayer,
+    route_bulkhead: BulkheadLayer,
+    cluster_bulkhead: BulkheadLayer,
+    retry: RetryLayer,
+    route_breaker: CircuitBreakerLayer,
+    cluster_breaker: CircuitBreakerLayer,
+    /// Whether any layer but the timeout is configured.
+    more: bool,
+}
+
+impl Layers {
+    fn new(route: &RouteSettings, cluster: &ClusterSettings, metrics: &Metrics, state: &StateStore) -> Self {
+        let timeout = route.timeout.map(TimeoutLayer::new);
+        let route_bulkhead = bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), metrics, state);
+        let cluster_bulkhead = bulkhead(Scope::Cluster, &cluster.name, cluster.bulkhead.as_ref(), metrics, state);
+        let retry = RetryLayer::for_route(&route.name, &cluster.name, route.retry.as_ref(), metrics, state);
+        let route_breaker = breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), metrics, state);
+        let cluster_breaker = breaker(Scope::Cluster, &cluster.name, cluster.circuit_breaker.as_ref(), metrics, state);
+        let more = route_bulkhead.is_some()
+            || cluster_bulkhead.is_some()
+            || retry.is_some()
+            || route_breaker.is_some()
+            || cluster_breaker.is_some();
+        Layers {
+            timeout: timeout.unwrap_or_default(),
+            route_bulkhead: route_bulkhead.unwrap_or_default(),
+            cluster_bulkhead: cluster_bulkhead.unwrap_or_default(),
+            retry: retry.unwrap_or_default(),
+            route_breaker: route_breaker.unwrap_or_default(),
+            cluster_breaker: cluster_breaker.unwrap_or_default(),
+            more,
+        }
+    }
+
+    /// Whether every layer but the timeout is a pass-through.
+    fn only_timeout(&self) -> bool {
+        !self.more
+    }
+
+    /// The layers over `inner`, listed outermost first.
+    fn over<S>(
+        self,
+        inner: S,
+    ) -> impl tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future: Send + 'static>
+           + Clone
+           + Send
+           + Sync
+           + 'static
+    where
+        S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+    {
+        ServiceBuilder::new()
+            // Whole request, every retry included.
+            .layer(self.timeout)
+            // One slot per request, held across retries until the body ends.
+            .layer(self.route_bulkhead)
+            .layer(self.cluster_bulkhead)
+            // Tries again as the route's policy and budget allow (absent: no retries).
+            .layer(self.retry)
+            // Fails fast while open; sees every try.
+            .layer(self.route_breaker)
+            .layer(self.cluster_breaker)
+            .service(inner)
+    }
 }
 
 /// The breaker of `(scope, name)`, kept across reloads while its settings
@@ -249,7 +308,8 @@ clusters:
         );
         for route in &settings.listeners[0].routes {
             let per_try = route.retry.as_ref().and_then(|r| r.per_try_timeout);
-            let svc = layered(route, cluster, inner.clone().with_per_try_timeout(per_try), &metrics, &state);
+            let inner = inner.clone().with_per_try_timeout(per_try);
+            let svc = Layers::new(route, cluster, &metrics, &state).over(inner);
             let fut = svc.oneshot(Request::new(Body::empty()));
             let size = std::mem::size_of_val(&fut);
             assert!(size <= 1024, "route {}: {size} bytes", route.name);

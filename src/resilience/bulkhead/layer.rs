@@ -2,16 +2,17 @@ use std::sync::Arc;
 
 use super::service::{Bulkhead, BulkheadService};
 
-/// Puts a shared [`Bulkhead`] in front of a service.
-#[derive(Clone)]
+/// Puts a shared [`Bulkhead`] in front of a service. The default has none:
+/// its services pass every request straight through.
+#[derive(Clone, Default)]
 pub struct BulkheadLayer {
-    bulkhead: Arc<Bulkhead>,
+    bulkhead: Option<Arc<Bulkhead>>,
 }
 
 impl BulkheadLayer {
     /// Every service this layer wraps draws from `bulkhead`.
     pub fn new(bulkhead: Arc<Bulkhead>) -> Self {
-        BulkheadLayer { bulkhead }
+        BulkheadLayer { bulkhead: Some(bulkhead) }
     }
 }
 
@@ -19,6 +20,6 @@ impl<S> tower::Layer<S> for BulkheadLayer {
     type Service = BulkheadService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BulkheadService::new(inner, Arc::clone(&self.bulkhead))
+        BulkheadService::optional(inner, self.bulkhead.clone())
     }
 }

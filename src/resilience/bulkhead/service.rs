@@ -12,7 +12,6 @@ use pin_project_lite::pin_project;
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use tower::util::Oneshot;
 use tower::ServiceExt;
 
 use super::adaptive::AdaptiveLimit;
@@ -198,12 +197,18 @@ impl Drop for Slot {
 #[derive(Clone)]
 pub struct BulkheadService<S> {
     inner: S,
-    bulkhead: Arc<Bulkhead>,
+    /// `None`: no bulkhead, every call passes straight through.
+    bulkhead: Option<Arc<Bulkhead>>,
 }
 
 impl<S> BulkheadService<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, bulkhead: Arc<Bulkhead>) -> Self {
+        BulkheadService { inner, bulkhead: Some(bulkhead) }
+    }
+
+    /// Wraps `inner` with a bulkhead, or with none (a pass-through).
+    pub fn optional(inner: S, bulkhead: Option<Arc<Bulkhead>>) -> Self {
         BulkheadService { inner, bulkhead }
     }
 }
@@ -217,20 +222,26 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Always ready: waiting for a slot happens per request, bounded by
-        // queue_timeout, so a full pool answers 503 rather than stalling.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Ready when the inner service is: waiting for a slot happens per
+        // request, bounded by queue_timeout, so a full pool answers 503
+        // rather than stalling.
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let inner = self.inner.clone();
-        // A free slot (the common case) runs inline; only a request that
-        // must queue gets a boxed future for its wait.
-        if let Some(slot) = self.bulkhead.try_acquire() {
-            return ResponseFuture::Running { fut: inner.oneshot(req), run: Some(Run::new(slot)) };
+        let Some(bulkhead) = &self.bulkhead else {
+            return ResponseFuture::Running { fut: self.inner.call(req), run: None };
+        };
+        // A free slot (the common case) calls the inner service, polled
+        // ready above, inline; only a request that must queue gets a boxed
+        // future for its wait, and a clone of the inner service to call
+        // once it has a slot.
+        if let Some(slot) = bulkhead.try_acquire() {
+            return ResponseFuture::Running { fut: self.inner.call(req), run: Some(Run::new(slot)) };
         }
-        let bulkhead = Arc::clone(&self.bulkhead);
+        let bulkhead = Arc::clone(bulkhead);
+        let inner = self.inner.clone();
         ResponseFuture::Queued {
             fut: Box::pin(async move {
                 let run = Run::new(bulkhead.acquire().await?);
@@ -291,8 +302,9 @@ pin_project! {
     where
         S: tower::Service<Request<Body>>,
     {
-        // Holding a slot, the request under way.
-        Running { #[pin] fut: Oneshot<S, Request<Body>>, run: Option<Run> },
+        // Holding a slot (`run`; `None` without a bulkhead), the request
+        // under way.
+        Running { #[pin] fut: S::Future, run: Option<Run> },
         // Waiting in the queue (or refused), then the request.
         Queued { fut: Boxed },
     }
@@ -308,7 +320,10 @@ where
         match self.project() {
             Proj::Running { fut, run } => {
                 let result = ready!(fut.poll(cx));
-                Poll::Ready(run.take().expect("polled after completion").finish(result))
+                Poll::Ready(match run.take() {
+                    Some(run) => run.finish(result),
+                    None => result,
+                })
             }
             Proj::Queued { fut } => fut.as_mut().poll(cx),
         }

@@ -2,16 +2,17 @@ use std::sync::Arc;
 
 use super::service::{CircuitBreaker, CircuitBreakerService};
 
-/// Puts a shared [`CircuitBreaker`] in front of a service.
-#[derive(Clone)]
+/// Puts a shared [`CircuitBreaker`] in front of a service. The default has
+/// none: its services pass every request straight through.
+#[derive(Clone, Default)]
 pub struct CircuitBreakerLayer {
-    breaker: Arc<CircuitBreaker>,
+    breaker: Option<Arc<CircuitBreaker>>,
 }
 
 impl CircuitBreakerLayer {
     /// Every service this layer wraps consults `breaker`.
     pub fn new(breaker: Arc<CircuitBreaker>) -> Self {
-        CircuitBreakerLayer { breaker }
+        CircuitBreakerLayer { breaker: Some(breaker) }
     }
 }
 
@@ -19,6 +20,6 @@ impl<S> tower::Layer<S> for CircuitBreakerLayer {
     type Service = CircuitBreakerService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreakerService::new(inner, Arc::clone(&self.breaker))
+        CircuitBreakerService::optional(inner, self.breaker.clone())
     }
 }

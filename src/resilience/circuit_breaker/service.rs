@@ -104,7 +104,8 @@ impl CircuitBreaker {
 #[derive(Clone)]
 pub struct CircuitBreakerService<S> {
     inner: S,
-    breaker: Arc<CircuitBreaker>,
+    /// `None`: no breaker, every call passes straight through.
+    breaker: Option<Arc<CircuitBreaker>>,
 }
 
 impl<S> CircuitBreakerService<S> {
@@ -112,6 +113,11 @@ impl<S> CircuitBreakerService<S> {
     /// route timeout drops the call before any inner layer can report it)
     /// is a failure; one dropped because the client went away is not.
     pub fn new(inner: S, breaker: Arc<CircuitBreaker>) -> Self {
+        CircuitBreakerService { inner, breaker: Some(breaker) }
+    }
+
+    /// Wraps `inner` with a breaker, or with none (a pass-through).
+    pub fn optional(inner: S, breaker: Option<Arc<CircuitBreaker>>) -> Self {
         CircuitBreakerService { inner, breaker }
     }
 }
@@ -129,11 +135,14 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        match self.breaker.admit() {
+        let Some(breaker) = &self.breaker else {
+            return ResponseFuture { inner: Some(self.inner.call(req)), call: None };
+        };
+        match breaker.admit() {
             (Admission::Rejected, _) => ResponseFuture { inner: None, call: None },
             (Admission::Allowed { probe }, start) => ResponseFuture {
                 inner: Some(self.inner.call(req)),
-                call: Some(Call { breaker: Arc::clone(&self.breaker), probe, start, recorded: false }),
+                call: Some(Call { breaker: Arc::clone(breaker), probe, start, recorded: false }),
             },
         }
     }

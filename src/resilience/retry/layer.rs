@@ -10,10 +10,11 @@ use super::settings::RetrySettings;
 use crate::metrics::Metrics;
 use crate::proxy::state::{Scope, StateStore};
 
-/// Wraps a (route, cluster) stack in [`Retry`].
-#[derive(Clone)]
+/// Wraps a (route, cluster) stack in [`Retry`]. The default retries
+/// nothing: its services pass every request straight through.
+#[derive(Clone, Default)]
 pub struct RetryLayer {
-    shared: Arc<Shared>,
+    shared: Option<Arc<Shared>>,
 }
 
 impl RetryLayer {
@@ -48,14 +49,14 @@ impl RetryLayer {
         metrics: &Metrics,
     ) -> RetryLayer {
         RetryLayer {
-            shared: Arc::new(Shared {
+            shared: Some(Arc::new(Shared {
                 policy: Policy::new(settings),
                 budget,
                 route_timeout: settings.route_timeout,
                 retries: metrics.retries.with_label_values(&[route, cluster]),
                 exhausted: metrics.retry_budget_exhausted.with_label_values(&[route, cluster]),
                 route: route.to_owned(),
-            }),
+            })),
         }
     }
 }
@@ -64,7 +65,7 @@ impl<S> tower::Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Retry<S> {
-        Retry::new(inner, Arc::clone(&self.shared))
+        Retry::new(inner, self.shared.clone())
     }
 }
 
@@ -74,7 +75,7 @@ mod tests {
     use crate::resilience::retry::{test_settings, BudgetSettings};
 
     fn budget_of(layer: &RetryLayer) -> Arc<Budget> {
-        Arc::clone(layer.shared.budget.as_ref().expect("a budget"))
+        Arc::clone(layer.shared.as_ref().and_then(|s| s.budget.as_ref()).expect("a budget"))
     }
 
     /// A route's budget outlives a rebuild (a reload) while its settings
@@ -96,7 +97,7 @@ mod tests {
         assert!(!Arc::ptr_eq(&budget_of(&first), &budget_of(&build("a", &changed).unwrap())));
 
         changed.budget = None;
-        assert!(build("a", &changed).unwrap().shared.budget.is_none());
+        assert!(build("a", &changed).unwrap().shared.unwrap().budget.is_none());
         assert!(build("a", &RetrySettings { attempts: 1, ..settings }).is_none());
         assert!(RetryLayer::for_route("r", "a", None, &metrics, &state).is_none());
     }

@@ -36,11 +36,12 @@ pub(super) struct Shared {
 #[derive(Clone)]
 pub struct Retry<S> {
     inner: S,
-    shared: Arc<Shared>,
+    /// `None`: the route does not retry; every call passes straight through.
+    shared: Option<Arc<Shared>>,
 }
 
 impl<S> Retry<S> {
-    pub(super) fn new(inner: S, shared: Arc<Shared>) -> Self {
+    pub(super) fn new(inner: S, shared: Option<Arc<Shared>>) -> Self {
         Retry { inner, shared }
     }
 }
@@ -59,7 +60,9 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let shared = &self.shared;
+        let Some(shared) = &self.shared else {
+            return ResponseFuture::once(self.inner.call(req));
+        };
         // Every request earns the route a fraction of a retry.
         if let Some(budget) = &shared.budget {
             budget.deposit();

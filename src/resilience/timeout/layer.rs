@@ -2,16 +2,16 @@ use std::time::Duration;
 
 use super::Timeout;
 
-/// Wraps a service in a [`Timeout`].
-#[derive(Debug, Clone, Copy)]
+/// Wraps a service in a [`Timeout`]. The default has no deadline.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct TimeoutLayer {
-    timeout: Duration,
+    timeout: Option<Duration>,
 }
 
 impl TimeoutLayer {
     /// Requests fail after `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        TimeoutLayer { timeout }
+        TimeoutLayer { timeout: Some(timeout) }
     }
 }
 
@@ -19,6 +19,6 @@ impl<S> tower::Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Timeout<S> {
-        Timeout::new(inner, self.timeout)
+        Timeout::optional(inner, self.timeout)
     }
 }

@@ -13,12 +13,20 @@ use crate::error::{BoxError, Refusal};
 #[derive(Debug, Clone)]
 pub struct Timeout<S> {
     inner: S,
-    timeout: Duration,
+    /// `None`: no deadline, every call passes straight through.
+    timeout: Option<Duration>,
 }
 
 impl<S> Timeout<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, timeout: Duration) -> Self {
+        Timeout { inner, timeout: Some(timeout) }
+    }
+
+    /// Wraps `inner` with a deadline, or with none (a pass-through): a
+    /// route stack has one type whichever layers its route configures,
+    /// rather than an `Either` per optional layer.
+    pub fn optional(inner: S, timeout: Option<Duration>) -> Self {
         Timeout { inner, timeout }
     }
 }
@@ -37,7 +45,7 @@ where
     }
 
     fn call(&mut self, req: R) -> Self::Future {
-        TimeoutFuture { inner: Some(self.inner.call(req)), sleep: tokio::time::sleep(self.timeout) }
+        TimeoutFuture { inner: Some(self.inner.call(req)), sleep: self.timeout.map(tokio::time::sleep) }
     }
 }
 
@@ -47,8 +55,9 @@ pin_project! {
         // `None` once cut off.
         #[pin]
         inner: Option<F>,
+        // `None`: no deadline.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
     }
 }
 
@@ -67,7 +76,7 @@ where
         if let Poll::Ready(r) = inner.poll(cx) {
             return Poll::Ready(r.map_err(Into::into));
         }
-        match this.sleep.poll(cx) {
+        match this.sleep.as_pin_mut().map_or(Poll::Pending, |s| s.poll(cx)) {
             Poll::Ready(()) => {
                 // Dropped here, under the flag, so what it holds can tell a
                 // timeout from a client that went away.
