@@ -983,6 +983,9 @@ impl Server {
         // cached date is much faster than formatting every request
         // don't force the write if disabled
         if !wrote_date && msg.date_header {
+            // Outrigger patch: refresh the cached date here, where it is
+            // written, rather than on every dispatcher poll.
+            Self::update_date();
             dst.reserve(date::DATE_VALUE_LENGTH + 8);
             header_name_writer.write_header_name_with_colon(dst, "date: ", header::DATE);
             date::extend(dst);
