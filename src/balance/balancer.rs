@@ -11,6 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::Request;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::census::{BalanceMetrics, Census};
 use super::clock::Clock;
@@ -195,6 +196,11 @@ impl Balancer {
     /// at least the default RTT, so failing fast never looks attractive),
     /// failure counts, and outlier ejection.
     pub fn record(&self, endpoint: &Endpoint, outcome: Outcome, latency: Duration) {
+        self.record_at(endpoint, outcome, latency, Instant::now());
+    }
+
+    /// [`Balancer::record`] for an exchange that ended at `end`.
+    pub fn record_at(&self, endpoint: &Endpoint, outcome: Outcome, latency: Duration, end: Instant) {
         let sample = match outcome {
             Outcome::Ignored => return,
             Outcome::Success => latency,
@@ -203,7 +209,7 @@ impl Balancer {
                 latency.max(DEFAULT_RTT)
             }
         };
-        let now = self.clock.now();
+        let now = self.clock.at(end);
         endpoint.ewma.observe(now, sample);
         if let Some(o) = &self.settings.outlier {
             if endpoint.outlier.count(outcome, o.consecutive_failures) {

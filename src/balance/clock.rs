@@ -22,7 +22,13 @@ impl Clock {
 
     /// Nanoseconds since the epoch (at least 1, so 0 can mean "never").
     pub fn now(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.epoch)).max(1)
+        self.at(Instant::now())
+    }
+
+    /// Nanoseconds from the epoch to `t`, a time already read (one clock
+    /// read per request is enough).
+    pub fn at(&self, t: Instant) -> u64 {
+        nanos(t.saturating_duration_since(self.epoch)).max(1)
     }
 
     /// The instant `ns` nanoseconds after the epoch.

@@ -9,6 +9,7 @@
 //! because the client went away is not.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use std::time::Duration;
 
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
-use tokio::time::Instant;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
 
 use super::Balancer;
 use crate::body::Body;
@@ -87,17 +89,49 @@ impl tower::Service<Request<Body>> for Balance {
         let pool = Arc::clone(endpoint.pool.get_or_init(|| Arc::new(Pool::new(address, Arc::clone(&self.pool)))));
         let start = Instant::now();
         let try_deadline = self.per_try.map(|t| start + t);
-        let mut on_endpoint = OnEndpoint::new(endpoint, Arc::clone(&self.balancer), Arc::clone(&self.attempts), start);
-        let fut = pool.send(req);
-        Box::pin(async move {
-            let result = match try_deadline {
-                Some(at) => tokio::time::timeout_at(at, fut).await.unwrap_or_else(|_| Err(Refusal::Timeout.into())),
-                None => fut.await,
-            };
-            let result = result.map_err(|e| BoxError::from(super::EndpointError { endpoint: address, source: e }));
-            on_endpoint.finish(outcome(&result));
-            result
+        let on_endpoint = OnEndpoint::new(endpoint, Arc::clone(&self.balancer), Arc::clone(&self.attempts), start);
+        Box::pin(Try {
+            send: pool.send_at(req, start),
+            deadline: try_deadline.map(tokio::time::sleep_until),
+            on_endpoint,
+            address,
         })
+    }
+}
+
+pin_project! {
+    /// One try on one endpoint, cut off at the per-try deadline if there
+    /// is one. Written out rather than an `async` block over
+    /// `timeout_at`, which moved the send future once more per request.
+    struct Try<F> {
+        #[pin]
+        send: F,
+        #[pin]
+        deadline: Option<Sleep>,
+        on_endpoint: OnEndpoint,
+        address: SocketAddr,
+    }
+}
+
+impl<F> Future for Try<F>
+where
+    F: Future<Output = Result<Response<Body>, BoxError>>,
+{
+    type Output = Result<Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match this.send.poll(cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => match this.deadline.as_pin_mut().map(|d| d.poll(cx)) {
+                Some(Poll::Ready(())) => Err(Refusal::Timeout.into()),
+                _ => return Poll::Pending,
+            },
+        };
+        let address = *this.address;
+        let result = result.map_err(|e| BoxError::from(super::EndpointError { endpoint: address, source: e }));
+        this.on_endpoint.finish(outcome(&result));
+        Poll::Ready(result)
     }
 }
 
@@ -165,7 +199,8 @@ impl OnEndpoint {
             Outcome::Failure => self.attempts.failure.inc(),
             _ => self.attempts.success.inc(),
         }
-        self.balancer.record(&self.endpoint, outcome, self.start.elapsed());
+        let end = Instant::now();
+        self.balancer.record_at(&self.endpoint, outcome, end.saturating_duration_since(self.start), end);
     }
 }
 

@@ -147,9 +147,15 @@ impl Pool {
     /// after a stale connection, and HTTP/2 are boxed, being rare or not
     /// measured as hot.
     pub fn send(self: Arc<Self>, req: Request<Body>) -> Sending<impl Future<Output = TrySend>> {
+        self.send_at(req, Instant::now())
+    }
+
+    /// [`Pool::send`] with the time the caller has just read (for idle
+    /// expiry): one clock read per request is enough.
+    pub fn send_at(self: Arc<Self>, req: Request<Body>, now: Instant) -> Sending<impl Future<Output = TrySend>> {
         let req = req.map(Outbound::new);
         if self.settings.protocol == Protocol::Http1 {
-            if let Some(mut conn) = self.checkout() {
+            if let Some(mut conn) = self.checkout(now) {
                 return Sending::Reused { fut: conn.try_send_request(req), conn: Some(conn), pool: Some(self) };
             }
             return Sending::Slow { fut: Box::pin(self.send_fresh(req)) };
@@ -203,8 +209,7 @@ impl Pool {
     /// The most recently returned connection that is ready. Closed or
     /// expired ones are dropped; one not ready yet (its connection task has
     /// not caught up with the end of the last exchange) stays for later.
-    fn checkout(&self) -> Option<http1::SendRequest<Outbound>> {
-        let now = Instant::now();
+    fn checkout(&self, now: Instant) -> Option<http1::SendRequest<Outbound>> {
         let mut idle = self.idle.lock().expect("pool lock");
         while idle
             .last()
