@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -22,6 +23,8 @@ use crate::resilience::timeout::cutting_off;
 /// A breaker's shared state and its metric handles.
 pub struct CircuitBreaker {
     machine: Mutex<Machine>,
+    /// Whether calls are timed (a slow-call rule).
+    timed: bool,
     scope: Scope,
     name: String,
     state_gauge: IntGauge,
@@ -38,6 +41,7 @@ impl CircuitBreaker {
         let state_gauge = metrics.circuit_state.with_label_values(&labels);
         state_gauge.set(0);
         CircuitBreaker {
+            timed: settings.slow_call.is_some(),
             machine: Mutex::new(Machine::new(settings, Instant::now())),
             scope,
             name: name.to_owned(),
@@ -62,20 +66,24 @@ impl CircuitBreaker {
         self.machine.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Asks the machine; also returns the time it asked at (the try's start).
-    fn admit(&self) -> (Admission, Instant) {
-        let now = Instant::now();
-        let (admission, changed) = self.lock().admit(now);
+    /// Asks the machine; also returns the try's start when a slow-call
+    /// rule will want its duration. The clock is read only when needed.
+    fn admit(&self) -> (Admission, Option<Instant>) {
+        let mut read = None;
+        let (admission, changed) = self.lock().admit_with(|| *read.get_or_insert_with(Instant::now));
         if let Some(s) = changed {
             self.changed(s);
         }
-        (admission, now)
+        let start = self.timed.then(|| read.unwrap_or_else(Instant::now));
+        (admission, start)
     }
 
-    fn record(&self, probe: bool, outcome: crate::error::Outcome, start: Instant) {
-        let now = Instant::now();
+    fn record(&self, probe: bool, outcome: crate::error::Outcome, start: Option<Instant>) {
+        let mut read = None;
+        let mut now = || *read.get_or_insert_with(Instant::now);
+        let took = start.map_or(Duration::ZERO, |s| now().saturating_duration_since(s));
         let jitter = 0.9 + fastrand::f64() * 0.2;
-        let changed = self.lock().record(now, probe, outcome, now - start, jitter);
+        let changed = self.lock().record_with(now, probe, outcome, took, jitter);
         if let Some(s) = changed {
             self.changed(s);
         }
@@ -153,7 +161,8 @@ where
 struct Call {
     breaker: Arc<CircuitBreaker>,
     probe: bool,
-    start: Instant,
+    /// When the call started, if the breaker times calls.
+    start: Option<Instant>,
     recorded: bool,
 }
 

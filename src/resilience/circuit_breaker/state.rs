@@ -109,9 +109,15 @@ impl Machine {
     /// Asks to send a request. Returns the admission and the new state if
     /// asking changed it (open -> half-open).
     pub fn admit(&mut self, now: Instant) -> (Admission, Option<State>) {
+        self.admit_with(|| now)
+    }
+
+    /// [`Machine::admit`], reading the clock only if it needs the time
+    /// (an open breaker): a closed one admits without it.
+    pub fn admit_with(&mut self, now: impl FnOnce() -> Instant) -> (Admission, Option<State>) {
         let mut changed = None;
         if self.state == State::Open {
-            if now < self.open_until {
+            if now() < self.open_until {
                 return (Admission::Rejected, None);
             }
             self.state = State::HalfOpen;
@@ -146,6 +152,20 @@ impl Machine {
         took: Duration,
         jitter: f64,
     ) -> Option<State> {
+        self.record_with(|| now, probe, outcome, took, jitter)
+    }
+
+    /// [`Machine::record`], reading the clock only if it needs the time:
+    /// to trip, or for a rate rule's window. A closed breaker with only
+    /// `consecutive_failures` records a success without it.
+    pub fn record_with(
+        &mut self,
+        now: impl FnOnce() -> Instant,
+        probe: bool,
+        outcome: Outcome,
+        took: Duration,
+        jitter: f64,
+    ) -> Option<State> {
         if outcome == Outcome::Ignored {
             if probe {
                 self.release_probe();
@@ -157,7 +177,7 @@ impl Machine {
             State::HalfOpen if probe => {
                 self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
                 if failed {
-                    return Some(self.trip(now, jitter));
+                    return Some(self.trip(now(), jitter));
                 }
                 self.probe_successes += 1;
                 if self.probe_successes >= self.settings.half_open_max_requests {
@@ -170,8 +190,14 @@ impl Machine {
             // nothing about the upstream now.
             State::Open | State::HalfOpen => None,
             State::Closed => {
-                let at = now.saturating_duration_since(self.epoch);
                 self.consecutive_failures = if failed { self.consecutive_failures + 1 } else { 0 };
+                if self.settings.failure_rate.is_none() && self.settings.slow_call.is_none() {
+                    // No window is read: only the streak can trip.
+                    let tripped = self.settings.consecutive_failures.is_some_and(|n| self.consecutive_failures >= n);
+                    return tripped.then(|| self.trip(now(), jitter));
+                }
+                let now = now();
+                let at = now.saturating_duration_since(self.epoch);
                 self.failures.record(at, failed);
                 if let Some(rule) = self.settings.slow_call {
                     self.slow.record(at, took >= rule.duration);
