@@ -125,7 +125,9 @@ impl<S> Attempts<S> {
     }
 
     fn decide(&self, result: &Result<Response<Body>, BoxError>) -> Decision {
-        if self.body.is_none() || self.parts.is_none() {
+        // Most tries succeed: those are relayed without reading the clock
+        // or seeding a random number generator.
+        if self.body.is_none() || self.parts.is_none() || !self.shared.policy.may_retry(result, self.tries) {
             return Decision::Relay;
         }
         let budget = self.shared.budget.as_deref();

@@ -81,6 +81,13 @@ impl Policy {
         }
     }
 
+    /// Whether try number `tries` (1-based) failed in a way worth another
+    /// try, with tries left: what [`Policy::decide`] asks first, before
+    /// any clock, random number or budget token.
+    pub fn may_retry<B>(&self, result: &Result<Response<B>, BoxError>, tries: u32) -> bool {
+        tries < self.attempts && self.is_retryable(result)
+    }
+
     /// Decides after try number `tries` (1-based). The wait is the
     /// response's `Retry-After` when a retryable 429 or 503 carries one,
     /// else the backoff; a retry whose wait would reach `deadline` is not
@@ -95,7 +102,7 @@ impl Policy {
         rng: &mut fastrand::Rng,
         withdraw: impl FnOnce() -> bool,
     ) -> Decision {
-        if tries >= self.attempts || !self.is_retryable(result) {
+        if !self.may_retry(result, tries) {
             return Decision::Relay;
         }
         let told = match result {
