@@ -32,12 +32,18 @@ use prometheus::IntCounter;
 /// Sends each request to one endpoint chosen by the balancer.
 #[derive(Clone)]
 pub struct Balance {
+    /// What every route to the cluster shares, behind one reference count:
+    /// a route's stack is cloned per request.
+    cluster: Arc<ClusterSide>,
+    /// The route's per-try timeout.
+    per_try: Option<Duration>,
+}
+
+struct ClusterSide {
     balancer: Arc<Balancer>,
     pool: Arc<PoolSettings>,
     version: Version,
     attempts: Arc<AttemptMetrics>,
-    /// The route's per-try timeout.
-    per_try: Option<Duration>,
 }
 
 /// `outrigger_upstream_attempts_total{cluster,result}`, bound once.
@@ -59,7 +65,8 @@ impl AttemptMetrics {
 impl Balance {
     /// A service over `balancer`'s endpoints, connecting as `pool` says.
     pub fn new(balancer: Arc<Balancer>, pool: Arc<PoolSettings>, attempts: Arc<AttemptMetrics>) -> Self {
-        Balance { balancer, version: pool.protocol.version(), pool, attempts, per_try: None }
+        let cluster = ClusterSide { balancer, version: pool.protocol.version(), pool, attempts };
+        Balance { cluster: Arc::new(cluster), per_try: None }
     }
 
     /// Cuts each try off after `per_try` (a route's `per_try_timeout`),
@@ -80,16 +87,17 @@ impl tower::Service<Request<Body>> for Balance {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let Some(endpoint) = self.balancer.pick(&req) else {
+        let cluster = &self.cluster;
+        let Some(endpoint) = cluster.balancer.pick(&req) else {
             return Box::pin(std::future::ready(Err(Refusal::NoEndpoints.into())));
         };
-        address_to(&mut req, self.version, &endpoint);
+        address_to(&mut req, cluster.version, &endpoint);
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let address = endpoint.address;
-        let pool = Arc::clone(endpoint.pool.get_or_init(|| Arc::new(Pool::new(address, Arc::clone(&self.pool)))));
+        let pool = Arc::clone(endpoint.pool.get_or_init(|| Arc::new(Pool::new(address, Arc::clone(&cluster.pool)))));
         let start = Instant::now();
         let try_deadline = self.per_try.map(|t| start + t);
-        let on_endpoint = OnEndpoint::new(endpoint, Arc::clone(&self.balancer), Arc::clone(&self.attempts), start);
+        let on_endpoint = OnEndpoint::new(endpoint, Arc::clone(cluster), start);
         Box::pin(Try {
             send: pool.send_at(req, start),
             deadline: try_deadline.map(tokio::time::sleep_until),
@@ -176,31 +184,25 @@ fn address_to(req: &mut Request<Body>, version: Version, endpoint: &super::Endpo
 /// nothing is recorded.
 struct OnEndpoint {
     endpoint: Arc<super::Endpoint>,
-    balancer: Arc<Balancer>,
-    attempts: Arc<AttemptMetrics>,
+    cluster: Arc<ClusterSide>,
     start: Instant,
     recorded: bool,
 }
 
 impl OnEndpoint {
-    fn new(
-        endpoint: Arc<super::Endpoint>,
-        balancer: Arc<Balancer>,
-        attempts: Arc<AttemptMetrics>,
-        start: Instant,
-    ) -> Self {
+    fn new(endpoint: Arc<super::Endpoint>, cluster: Arc<ClusterSide>, start: Instant) -> Self {
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        OnEndpoint { endpoint, balancer, attempts, start, recorded: false }
+        OnEndpoint { endpoint, cluster, start, recorded: false }
     }
 
     fn finish(&mut self, outcome: Outcome) {
         self.recorded = true;
         match outcome {
-            Outcome::Failure => self.attempts.failure.inc(),
-            _ => self.attempts.success.inc(),
+            Outcome::Failure => self.cluster.attempts.failure.inc(),
+            _ => self.cluster.attempts.success.inc(),
         }
         let end = Instant::now();
-        self.balancer.record_at(&self.endpoint, outcome, end.saturating_duration_since(self.start), end);
+        self.cluster.balancer.record_at(&self.endpoint, outcome, end.saturating_duration_since(self.start), end);
     }
 }
 
