@@ -5,7 +5,9 @@
 # Build:  docker build -t outrigger:0.1.0 .
 # Lint:   scripts/lint-deploy.sh
 
-FROM rust:1-slim-bookworm AS build
+# The toolchain build/symbol-order.txt was made with (its symbol names
+# change with the compiler version; see build.rs): bump both together.
+FROM rust:1.95-slim-bookworm AS build
 # protoc: the etcd client crate generates its gRPC code at build time.
 # Versions come with the pinned Debian release (bookworm); pinning each
 # package too would break the build at every Debian point release.

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Regenerates build/symbol-order.txt: the functions of the release binary
-# that start-up and serving run, in first-run order. build.rs hands the
+# that start-up and serving run. build.rs hands the
 # list to the linker (lld's --symbol-ordering-file), which lays those
 # functions out together at the start of .text. The kernel maps a
 # binary's code into memory in 64 KiB blocks around each page touched;
 # with the functions used scattered over 9.5 MB of code, ~5 MB of it was
 # resident at idle; laid out together, ~1.5 MB is.
 #
-# Run after larger changes (the binary still links, and runs correctly,
-# with a stale list: functions not named are laid out after those named,
-# and names no longer present are skipped). Needs valgrind, curl, python3.
+# Run after larger changes, and with the toolchain the Dockerfile pins
+# whenever that changes (symbol names carry hashes that change with the
+# compiler version). The binary links, and runs correctly, with a stale
+# list: functions not named are laid out after those named, and names no
+# longer present are skipped. Needs valgrind, curl, python3.
 #   scripts/symbol-order.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +39,7 @@ listeners:
         bulkhead: {max_concurrent: 1000, max_queued: 100, queue_timeout: 1s}
         circuit_breaker: {consecutive_failures: 50, open_duration: 5s}
       - name: bare
+        match: {host: 127.0.0.1}
         cluster: up
 clusters:
   - name: up
@@ -45,9 +48,15 @@ EOF
 RUST_LOG=warn valgrind --tool=callgrind --demangle=no --compress-strings=no \
   --callgrind-out-file="$work/cg.out" target/release/outrigger run --config "$work/order.yaml" >/dev/null 2>"$work/vg.log" &
 vg=$!
-for _ in $(seq 120); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.5; done
+up_yet=""
+for _ in $(seq 120); do
+  if curl -sf -o /dev/null "http://127.0.0.1:$port/"; then up_yet=1; break; fi
+  sleep 0.5
+done
+[ -n "$up_yet" ] || { echo "the proxy did not come up under valgrind:" >&2; tail "$work/vg.log" >&2; exit 1; }
 for _ in $(seq 50); do
-  curl -s "http://127.0.0.1:$port/" "http://127.0.0.1:$port/layers" "http://127.0.0.1:$port/missing" >/dev/null
+  curl -sf "http://127.0.0.1:$port/" "http://127.0.0.1:$port/layers" >/dev/null
+  curl -s -H "Host: nowhere.invalid" "http://127.0.0.1:$port/" >/dev/null
 done
 curl -s "http://127.0.0.1:$admin/metrics" "http://127.0.0.1:$admin/clusters" "http://127.0.0.1:$admin/ready" >/dev/null
 kill -INT "$vg"
@@ -64,6 +73,8 @@ for line in open(sys.argv[1]):
         if name.startswith(("_ZN", "_R")) and name not in seen:
             seen.add(name)
             order.append(name)
+if len(order) < 500:
+    sys.exit(f"only {len(order)} functions recorded: is the run complete? (kept the old list)")
 open(sys.argv[2], "w").write("".join(n + "\n" for n in order))
 print(f"{len(order)} functions -> {sys.argv[2]}")
 EOF
