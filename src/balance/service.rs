@@ -129,6 +129,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        // Its outcome is recorded once: a second poll would count it again.
+        assert!(!this.on_endpoint.recorded, "a try polled after completion");
         let result = match this.send.poll(cx) {
             Poll::Ready(result) => result,
             Poll::Pending => match this.deadline.as_pin_mut().map(|d| d.poll(cx)) {

@@ -231,7 +231,7 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let Some(bulkhead) = &self.bulkhead else {
-            return ResponseFuture::Running { fut: self.inner.call(req), run: None };
+            return ResponseFuture::Through { fut: self.inner.call(req) };
         };
         // A free slot (the common case) calls the inner service, polled
         // ready above, inline; only a request that must queue gets a boxed
@@ -302,8 +302,9 @@ pin_project! {
     where
         S: tower::Service<Request<Body>>,
     {
-        // Holding a slot (`run`; `None` without a bulkhead), the request
-        // under way.
+        // No bulkhead: the request, passed straight through.
+        Through { #[pin] fut: S::Future },
+        // Holding a slot, the request under way.
         Running { #[pin] fut: S::Future, run: Option<Run> },
         // Waiting in the queue (or refused), then the request.
         Queued { fut: Boxed },
@@ -318,12 +319,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
+            Proj::Through { fut } => fut.poll(cx),
             Proj::Running { fut, run } => {
                 let result = ready!(fut.poll(cx));
-                Poll::Ready(match run.take() {
-                    Some(run) => run.finish(result),
-                    None => result,
-                })
+                Poll::Ready(run.take().expect("polled after completion").finish(result))
             }
             Proj::Queued { fut } => fut.as_mut().poll(cx),
         }
