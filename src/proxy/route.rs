@@ -272,12 +272,48 @@ mod tests {
     use crate::balance::{Balancer, BalancerSettings};
     use crate::upstream::pool::PoolSettings;
 
+    /// Not ready when first asked, with a counter of how often it was.
+    #[derive(Clone)]
+    struct ReadyLater(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl tower::Service<Request<Body>> for ReadyLater {
+        type Response = Response<Body>;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<Response<Body>, BoxError>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _req: Request<Body>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Body::from("ok"))))
+        }
+    }
+
+    /// A stack is called straight away when it is ready at once, and only
+    /// once it is ready when it is not: the request is answered either way.
+    #[tokio::test]
+    async fn a_stack_not_ready_at_once_is_called_when_ready() {
+        let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let svc: HttpService = Arc::new(Shared(ReadyLater(Arc::clone(&polls))));
+        let resp = svc.call(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 2, "asked again, then called");
+        let resp = svc.call(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 3, "ready at once: asked once");
+    }
+
     /// The future every request boxes (the whole stack's, over the real
     /// balancer) stays within glibc's small-allocation fast path (tcache,
     /// up to 1,032 bytes), retry configured or not: at 1,048 bytes it was
     /// a slow-path malloc and a larger copy on every request.
-    #[test]
-    fn a_route_future_stays_small() {
+    #[tokio::test]
+    async fn a_route_future_stays_small() {
         let settings = crate::config::parse(
             r#"
 listeners:
@@ -309,8 +345,15 @@ clusters:
         for route in &settings.listeners[0].routes {
             let per_try = route.retry.as_ref().and_then(|r| r.per_try_timeout);
             let inner = inner.clone().with_per_try_timeout(per_try);
-            let svc = Layers::new(route, cluster, &metrics, &state).over(inner);
-            let fut = svc.oneshot(Request::new(Body::empty()));
+            let layers = Layers::new(route, cluster, &metrics, &state);
+            // Both shapes `stack_over` boxes: the timeout alone, and all
+            // layers (pass-throughs for those not configured).
+            let mut timeout_only = layers.timeout.layer(inner.clone());
+            let fut = tower::Service::call(&mut timeout_only, Request::new(Body::empty()));
+            let size = std::mem::size_of_val(&fut);
+            assert!(size <= 1024, "route {}, timeout only: {size} bytes", route.name);
+            let mut all = layers.over(inner);
+            let fut = tower::Service::call(&mut all, Request::new(Body::empty()));
             let size = std::mem::size_of_val(&fut);
             assert!(size <= 1024, "route {}: {size} bytes", route.name);
         }
