@@ -50,12 +50,12 @@ RUST_LOG=warn valgrind --tool=callgrind --demangle=no --compress-strings=no \
 vg=$!
 up_yet=""
 for _ in $(seq 120); do
-  if curl -sf -o /dev/null "http://127.0.0.1:$port/"; then up_yet=1; break; fi
+  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then up_yet=1; break; fi
   sleep 0.5
 done
 [ -n "$up_yet" ] || { echo "the proxy did not come up under valgrind:" >&2; tail "$work/vg.log" >&2; exit 1; }
 for _ in $(seq 50); do
-  curl -sf "http://127.0.0.1:$port/" "http://127.0.0.1:$port/layers" >/dev/null
+  curl -s "http://127.0.0.1:$port/" "http://127.0.0.1:$port/layers" >/dev/null
   curl -s -H "Host: nowhere.invalid" "http://127.0.0.1:$port/" >/dev/null
 done
 curl -s "http://127.0.0.1:$admin/metrics" "http://127.0.0.1:$admin/clusters" "http://127.0.0.1:$admin/ready" >/dev/null
