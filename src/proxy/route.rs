@@ -32,7 +32,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::resilience::bulkhead::{Bulkhead, BulkheadLayer, BulkheadSettings};
 use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitBreakerSettings};
 use crate::resilience::retry::RetryLayer;
-use crate::resilience::timeout::TimeoutLayer;
+use crate::resilience::timeout::{Timeout, TimeoutLayer};
 
 /// The type every stack is erased to at a module boundary: shared, called
 /// through `&self`. Each call clones the concrete stack (reference counts,
@@ -161,52 +161,48 @@ where
 {
     let layers = Layers::new(route, cluster, metrics, state);
     if layers.only_timeout() {
-        return Arc::new(Shared(layers.timeout.layer(inner)));
+        return Arc::new(Shared(layers.timeout_over(inner)));
     }
     Arc::new(Shared(layers.over(inner)))
 }
 
-/// A route's layers. One that is not configured is a pass-through of the
-/// same type, not an `Either` around it: a stack has one type whichever
-/// layers its route has, and a request pays no wrapper per absent layer.
+/// A route's layers, `None` where not configured. Stacked, one that is not
+/// configured is a pass-through of the same type, not an `Either` around
+/// it: a stack has one type whichever layers its route has, and a request
+/// pays no wrapper per absent layer.
 struct Layers {
-    timeout: TimeoutLayer,
-    route_bulkhead: BulkheadLayer,
-    cluster_bulkhead: BulkheadLayer,
-    retry: RetryLayer,
-    route_breaker: CircuitBreakerLayer,
-    cluster_breaker: CircuitBreakerLayer,
-    /// Whether any layer but the timeout is configured.
-    more: bool,
+    timeout: Option<TimeoutLayer>,
+    route_bulkhead: Option<BulkheadLayer>,
+    cluster_bulkhead: Option<BulkheadLayer>,
+    retry: Option<RetryLayer>,
+    route_breaker: Option<CircuitBreakerLayer>,
+    cluster_breaker: Option<CircuitBreakerLayer>,
 }
 
 impl Layers {
     fn new(route: &RouteSettings, cluster: &ClusterSettings, metrics: &Metrics, state: &StateStore) -> Self {
-        let timeout = route.timeout.map(TimeoutLayer::new);
-        let route_bulkhead = bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), metrics, state);
-        let cluster_bulkhead = bulkhead(Scope::Cluster, &cluster.name, cluster.bulkhead.as_ref(), metrics, state);
-        let retry = RetryLayer::for_route(&route.name, &cluster.name, route.retry.as_ref(), metrics, state);
-        let route_breaker = breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), metrics, state);
-        let cluster_breaker = breaker(Scope::Cluster, &cluster.name, cluster.circuit_breaker.as_ref(), metrics, state);
-        let more = route_bulkhead.is_some()
-            || cluster_bulkhead.is_some()
-            || retry.is_some()
-            || route_breaker.is_some()
-            || cluster_breaker.is_some();
         Layers {
-            timeout: timeout.unwrap_or_default(),
-            route_bulkhead: route_bulkhead.unwrap_or_default(),
-            cluster_bulkhead: cluster_bulkhead.unwrap_or_default(),
-            retry: retry.unwrap_or_default(),
-            route_breaker: route_breaker.unwrap_or_default(),
-            cluster_breaker: cluster_breaker.unwrap_or_default(),
-            more,
+            timeout: route.timeout.map(TimeoutLayer::new),
+            route_bulkhead: bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), metrics, state),
+            cluster_bulkhead: bulkhead(Scope::Cluster, &cluster.name, cluster.bulkhead.as_ref(), metrics, state),
+            retry: RetryLayer::for_route(&route.name, &cluster.name, route.retry.as_ref(), metrics, state),
+            route_breaker: breaker(Scope::Route, &route.name, route.circuit_breaker.as_ref(), metrics, state),
+            cluster_breaker: breaker(Scope::Cluster, &cluster.name, cluster.circuit_breaker.as_ref(), metrics, state),
         }
     }
 
-    /// Whether every layer but the timeout is a pass-through.
+    /// Whether no layer but the timeout is configured.
     fn only_timeout(&self) -> bool {
-        !self.more
+        self.route_bulkhead.is_none()
+            && self.cluster_bulkhead.is_none()
+            && self.retry.is_none()
+            && self.route_breaker.is_none()
+            && self.cluster_breaker.is_none()
+    }
+
+    /// The timeout alone over `inner`.
+    fn timeout_over<S>(&self, inner: S) -> Timeout<S> {
+        self.timeout.unwrap_or_default().layer(inner)
     }
 
     /// The layers over `inner`, listed outermost first.
@@ -224,15 +220,15 @@ impl Layers {
     {
         ServiceBuilder::new()
             // Whole request, every retry included.
-            .layer(self.timeout)
+            .layer(self.timeout.unwrap_or_default())
             // One slot per request, held across retries until the body ends.
-            .layer(self.route_bulkhead)
-            .layer(self.cluster_bulkhead)
+            .layer(self.route_bulkhead.unwrap_or_default())
+            .layer(self.cluster_bulkhead.unwrap_or_default())
             // Tries again as the route's policy and budget allow (absent: no retries).
-            .layer(self.retry)
+            .layer(self.retry.unwrap_or_default())
             // Fails fast while open; sees every try.
-            .layer(self.route_breaker)
-            .layer(self.cluster_breaker)
+            .layer(self.route_breaker.unwrap_or_default())
+            .layer(self.cluster_breaker.unwrap_or_default())
             .service(inner)
     }
 }
@@ -348,7 +344,7 @@ clusters:
             let layers = Layers::new(route, cluster, &metrics, &state);
             // Both shapes `stack_over` boxes: the timeout alone, and all
             // layers (pass-throughs for those not configured).
-            let mut timeout_only = layers.timeout.layer(inner.clone());
+            let mut timeout_only = layers.timeout_over(inner.clone());
             let fut = tower::Service::call(&mut timeout_only, Request::new(Body::empty()));
             let size = std::mem::size_of_val(&fut);
             assert!(size <= 1024, "route {}, timeout only: {size} bytes", route.name);
