@@ -144,7 +144,8 @@ impl<R> Router<R> {
 
     /// The first route whose rules hold.
     pub fn route<B>(&self, req: &Request<B>) -> Option<&R> {
-        let host = request_host(req).map(strip_port);
+        // Most sidecars route on paths alone: no host to read then.
+        let host = if self.by_host.is_empty() { None } else { request_host(req).map(strip_port) };
         let exact: &[usize] = match host {
             Some(h) if h.bytes().any(|b| b.is_ascii_uppercase()) => {
                 self.by_host.get(&h.to_ascii_lowercase()).map_or(&[], Vec::as_slice)
