@@ -217,6 +217,27 @@ async fn http2_trailers_pass_through() {
     assert_eq!(collected.to_bytes(), "with trailers\n");
 }
 
+/// An HTTP/1.1 client gets an upstream's trailers only when it said it
+/// takes them (`TE: trailers`), in a chunked body; otherwise the body
+/// arrives without them (RFC 9110 6.5.1).
+#[tokio::test]
+async fn http1_clients_get_trailers_only_when_they_ask() {
+    let up = Upstream::start_h2().await;
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, protocol: http2, endpoints: [\"{}\"]}}]\n",
+        up.addr
+    ))
+    .await;
+    let asked = raw(p.addr, b"GET /trailers HTTP/1.1\r\nHost: x\r\nTE: gzip, Trailers\r\nConnection: close\r\n\r\n").await;
+    assert!(asked.starts_with("HTTP/1.1 200"), "{asked}");
+    assert!(asked.contains("with trailers\n"), "{asked}");
+    assert!(asked.to_ascii_lowercase().contains("\r\ngrpc-status: 0\r\n"), "{asked}");
+    let not_asked = raw(p.addr, b"GET /trailers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(not_asked.starts_with("HTTP/1.1 200"), "{not_asked}");
+    assert!(not_asked.contains("with trailers\n"), "{not_asked}");
+    assert!(!not_asked.to_ascii_lowercase().contains("grpc-status: 0"), "{not_asked}");
+}
+
 /// An HTTP/1.0 request with no Host still reaches an HTTP/1.1 upstream
 /// with one: the endpoint's address, as a client library would send.
 #[tokio::test]

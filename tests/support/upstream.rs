@@ -274,14 +274,17 @@ async fn serve(st: Arc<State>, addr: SocketAddr, req: Request<Incoming>) -> Resu
         }
     };
     if path.ends_with("/trailers") {
-        // A body followed by trailers (HTTP/2 carries them end to end).
+        // A body followed by trailers (HTTP/2 carries them end to end),
+        // announced in `Trailer` as an HTTP/1.1 hop needs.
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", "0".parse().unwrap());
         let frames = futures_util::stream::iter([
             Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"with trailers\n"))),
             Ok(Frame::trailers(trailers)),
         ]);
-        return Ok(Response::new(Body::boxed(StreamBody::new(frames))));
+        let mut r = Response::new(Body::boxed(StreamBody::new(frames)));
+        r.headers_mut().insert("trailer", "grpc-status".parse().unwrap());
+        return Ok(r);
     }
     if path.ends_with("/download") {
         // /download?bytes=N streams N bytes in 64 KiB chunks.

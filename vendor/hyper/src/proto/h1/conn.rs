@@ -334,7 +334,9 @@ where
             ));
         }
 
-        self.state.allow_trailer_fields = headers::te_is_trailers(&msg.head.headers);
+        // Outrigger patch: found while the headers were parsed (only read
+        // on the server side), not looked up in the map again.
+        self.state.allow_trailer_fields = msg.te_trailers;
 
         Poll::Ready(Some(Ok((msg.head, msg.decode, wants))))
     }

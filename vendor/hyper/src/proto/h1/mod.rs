@@ -66,6 +66,9 @@ pub(crate) struct ParsedMessage<T> {
     expect_continue: bool,
     keep_alive: bool,
     wants_upgrade: bool,
+    // Outrigger patch: a request's `TE` carries `trailers` (seen while its
+    // headers are parsed; always `false` for a response).
+    te_trailers: bool,
 }
 
 pub(crate) struct ParseContext<'ctx> {

@@ -262,6 +262,9 @@ impl Http1Transaction for Server {
 
         let mut headers = ctx.cached_headers.take().unwrap_or_default();
         let mut saw_connection_close = false;
+        // Outrigger patch: noted here, as the headers pass, rather than
+        // looked up again in the map (a hash and a probe per message).
+        let mut te_trailers = false;
 
         headers.reserve(headers_len);
 
@@ -335,6 +338,9 @@ impl Http1Transaction for Server {
                     // Upgrades are only allowed with HTTP/1.1
                     wants_upgrade = is_http_11;
                 }
+                header::TE => {
+                    te_trailers = te_trailers || headers::te_value_has_trailers(&value);
+                }
 
                 _ => (),
             }
@@ -384,6 +390,7 @@ impl Http1Transaction for Server {
             expect_continue,
             keep_alive,
             wants_upgrade,
+            te_trailers,
         }))
     }
 
@@ -1198,6 +1205,7 @@ impl Http1Transaction for Client {
                     // again, as it is definitely upgrading.
                     keep_alive: keep_alive && !is_upgrade,
                     wants_upgrade: is_upgrade,
+                    te_trailers: false,
                 }));
             }
 
