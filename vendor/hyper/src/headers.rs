@@ -32,6 +32,13 @@ pub(super) fn connection_any_close(headers: &http::HeaderMap) -> bool {
 
 #[cfg(feature = "http1")]
 fn connection_has(value: &HeaderValue, needle: &str) -> bool {
+    // Outrigger patch: a value of one token (the usual `close` or
+    // `keep-alive`) is compared as it is, without the splitter. The answer
+    // is the same: a match is all ASCII, so `to_str` would have accepted it.
+    let bytes = value.as_bytes();
+    if !bytes.contains(&b',') {
+        return trim_ows(bytes).eq_ignore_ascii_case(needle.as_bytes());
+    }
     if let Ok(s) = value.to_str() {
         for val in s.split(',') {
             if val.trim().eq_ignore_ascii_case(needle) {
@@ -53,7 +60,7 @@ pub(super) fn te_is_trailers(headers: &http::HeaderMap) -> bool {
     header_value_list_has(headers.get_all(http::header::TE).into_iter(), "trailers")
 }
 
-#[cfg(feature = "http1")]
+#[cfg(all(feature = "http1", test))]
 fn header_value_list_has(values: http::header::ValueIter<'_, HeaderValue>, needle: &str) -> bool {
     for value in values {
         if let Ok(line) = value.to_str() {
@@ -86,6 +93,15 @@ pub(super) fn content_length_parse_all_values(values: ValueIter<'_, HeaderValue>
 
     let mut content_length: Option<u64> = None;
     for h in values {
+        // Outrigger patch: a value of digits alone (the usual case) is the
+        // one number the splitter would find in it.
+        if let Some(n) = from_digits(h.as_bytes()) {
+            if content_length.is_some_and(|len| len != n) {
+                return None;
+            }
+            content_length = Some(n);
+            continue;
+        }
         if let Ok(line) = h.to_str() {
             for v in line.split(',') {
                 let n = from_digits(v.trim().as_bytes())?;
@@ -102,6 +118,18 @@ pub(super) fn content_length_parse_all_values(values: ValueIter<'_, HeaderValue>
     }
 
     content_length
+}
+
+// Outrigger patch: optional whitespace (RFC 9110 5.6.3) around one token.
+#[cfg(feature = "http1")]
+fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
 }
 
 fn from_digits(bytes: &[u8]) -> Option<u64> {
@@ -222,5 +250,39 @@ mod tests {
         headers.insert(TE, HeaderValue::from_static("gzip"));
 
         assert!(!te_is_trailers(&headers));
+    }
+
+    // Outrigger patch: the one-token fast paths answer as the splitter did.
+    #[test]
+    fn one_token_values_answer_as_lists_do() {
+        use super::{connection_close, connection_keep_alive, te_value_has_trailers};
+        let v = HeaderValue::from_static;
+        assert!(connection_close(&v("close")) && connection_close(&v("Close")));
+        assert!(connection_close(&v(" close\t")) && connection_close(&v("keep-alive, close")));
+        assert!(!connection_close(&v("closed")) && !connection_close(&v("keep-alive")));
+        assert!(connection_keep_alive(&v("Keep-Alive")) && !connection_keep_alive(&v("")));
+        assert!(te_value_has_trailers(&v("trailers")) && te_value_has_trailers(&v("gzip, trailers")));
+        assert!(!te_value_has_trailers(&v("gzip")));
+    }
+
+    #[test]
+    fn content_lengths_of_digits_alone_and_lists_agree() {
+        use super::content_length_parse_all;
+        use http::header::CONTENT_LENGTH;
+        let parse = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(CONTENT_LENGTH, HeaderValue::from_static(value));
+            }
+            content_length_parse_all(&headers)
+        };
+        assert_eq!(parse(&["100"]), Some(100));
+        assert_eq!(parse(&["100", "100"]), Some(100));
+        assert_eq!(parse(&["100", "101"]), None);
+        assert_eq!(parse(&["100", "100, 100"]), Some(100));
+        assert_eq!(parse(&["100", "100, 7"]), None);
+        assert_eq!(parse(&["+1"]), None);
+        assert_eq!(parse(&["99999999999999999999999"]), None);
+        assert_eq!(parse(&[]), None);
     }
 }

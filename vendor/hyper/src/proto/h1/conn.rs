@@ -631,7 +631,11 @@ where
             // `Connection: close` in its response) would leave the connection in
             // the pool. Disable keep-alive up front so the connection is evicted
             // regardless of the response.
-            if headers::connection_any_close(&head.headers) {
+            // Outrigger patch: most requests carry no `Connection` at all;
+            // a scan of the names costs less than looking it up by hash.
+            if head.headers.keys().any(|name| name == CONNECTION)
+                && headers::connection_any_close(&head.headers)
+            {
                 self.state.disable_keep_alive();
             }
         }

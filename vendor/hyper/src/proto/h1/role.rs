@@ -1240,7 +1240,23 @@ impl Http1Transaction for Client {
         extend(dst, msg.head.subject.0.as_str().as_bytes());
         extend(dst, b" ");
         //TODO: add API to http::Uri to encode without std::fmt
-        let _ = write!(FastWrite(dst), "{} ", msg.head.subject.1);
+        // Outrigger patch: the origin form (a path and query, what a proxy
+        // sends) is copied as it is, without the formatting machinery;
+        // `PathAndQuery::as_str` gives what `Display` would write.
+        let uri = &msg.head.subject.1;
+        match uri.path_and_query() {
+            Some(pq)
+                if uri.scheme().is_none()
+                    && uri.authority().is_none()
+                    && pq.as_str().starts_with('/') =>
+            {
+                extend(dst, pq.as_str().as_bytes());
+                extend(dst, b" ");
+            }
+            _ => {
+                let _ = write!(FastWrite(dst), "{} ", uri);
+            }
+        }
 
         match msg.head.version {
             Version::HTTP_10 => extend(dst, b"HTTP/1.0"),
@@ -2893,6 +2909,33 @@ mod tests {
         .unwrap();
 
         assert_eq!(vec, b"GET / HTTP/1.1\r\nContent-Length: 10\r\nContent-Type: application/json\r\n*-*: o_o\r\n\r\n".to_vec());
+    }
+
+    // Outrigger patch: the request target is written as `Display` writes it,
+    // whether it takes the copy (origin form) or the formatter (the rest).
+    #[test]
+    fn test_client_request_encode_targets() {
+        for target in ["/", "/a/b?c=d&e", "*", "http://h:1/p?q", "h:443"] {
+            let uri: http::Uri = target.parse().unwrap();
+            let mut head: MessageHead<RequestLine> = MessageHead::default();
+            head.subject.1 = uri.clone();
+            let mut vec = Vec::new();
+            Client::encode(
+                Encode {
+                    head: &mut head,
+                    body: None,
+                    #[cfg(feature = "server")]
+                    keep_alive: true,
+                    req_method: &mut None,
+                    title_case_headers: false,
+                    #[cfg(feature = "server")]
+                    date_header: true,
+                },
+                &mut vec,
+            )
+            .unwrap();
+            assert_eq!(vec, format!("GET {uri} HTTP/1.1\r\n\r\n").into_bytes(), "{target}");
+        }
     }
 
     #[test]
