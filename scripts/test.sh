@@ -6,3 +6,6 @@ cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
 cargo test --locked --all-targets "$@"
+# The vendored hyper's own unit tests: its Outrigger patches must keep
+# hyper's behaviour (vendor/hyper/OUTRIGGER.md).
+cargo test --locked --manifest-path vendor/hyper/Cargo.toml --target-dir target/hyper --lib --features full
