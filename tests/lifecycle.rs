@@ -38,6 +38,40 @@ async fn drain_finishes_in_flight_requests() {
     assert!(shutdown.await.unwrap(), "drain did not finish");
 }
 
+/// Draining closes a kept-alive connection that sits idle between
+/// requests at once, not when the drain timeout runs out.
+#[tokio::test]
+async fn drain_closes_idle_keep_alive_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start().await;
+    let p = TestProxy::start(&format!(
+        "drain_timeout: 60s\nlisteners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"]}}]\n",
+        up.addr
+    ))
+    .await;
+    let mut conn = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    conn.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = conn.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    let proxy = p.proxy.clone();
+    let shutdown = tokio::spawn(async move { proxy.shutdown().await });
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle connection stayed open after the drain began");
+    let done = tokio::time::timeout(Duration::from_secs(10), shutdown).await;
+    assert!(done.expect("the drain waited for an idle connection").unwrap(), "drain did not finish");
+}
+
 /// The real binary: SIGTERM with a request in flight; the request gets its
 /// 200 and the process exits 0.
 #[tokio::test]

@@ -228,7 +228,8 @@ async fn http1_clients_get_trailers_only_when_they_ask() {
         up.addr
     ))
     .await;
-    let asked = raw(p.addr, b"GET /trailers HTTP/1.1\r\nHost: x\r\nTE: gzip, Trailers\r\nConnection: close\r\n\r\n").await;
+    let asked =
+        raw(p.addr, b"GET /trailers HTTP/1.1\r\nHost: x\r\nTE: gzip, Trailers\r\nConnection: close\r\n\r\n").await;
     assert!(asked.starts_with("HTTP/1.1 200"), "{asked}");
     assert!(asked.contains("with trailers\n"), "{asked}");
     assert!(asked.to_ascii_lowercase().contains("\r\ngrpc-status: 0\r\n"), "{asked}");
