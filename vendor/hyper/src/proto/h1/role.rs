@@ -1140,6 +1140,7 @@ impl Http1Transaction for Client {
                 None
             };
 
+            let mut framing = Framing::default();
             headers.reserve(headers_len);
             for header in &headers_indices[..headers_len] {
                 // SAFETY: array is valid up to `headers_len`
@@ -1147,6 +1148,13 @@ impl Http1Transaction for Client {
                 let name = header_name!(&slice[header.name.0..header.name.1]);
                 let value = header_value!(slice.slice(header.value.0..header.value.1));
 
+                // Outrigger patch: which framing headers the response has,
+                // noted as they pass so `decoder` need not look them up.
+                match name {
+                    header::TRANSFER_ENCODING => framing.transfer_encoding = true,
+                    header::CONTENT_LENGTH => framing.content_length = true,
+                    _ => {}
+                }
                 if let header::CONNECTION = name {
                     // A message may carry more than one `Connection` line. Once
                     // any of them asks to close, a later `keep-alive` must not
@@ -1196,7 +1204,7 @@ impl Http1Transaction for Client {
                 headers,
                 extensions,
             };
-            if let Some((decode, is_upgrade)) = Client::decoder(&head, ctx.req_method)? {
+            if let Some((decode, is_upgrade)) = Client::decoder(&head, ctx.req_method, framing)? {
                 return Ok(Some(ParsedMessage {
                     head,
                     decode,
@@ -1299,6 +1307,14 @@ impl Http1Transaction for Client {
     }
 }
 
+/// Outrigger patch: the framing headers a parsed response carries.
+#[cfg(feature = "client")]
+#[derive(Clone, Copy, Default)]
+struct Framing {
+    transfer_encoding: bool,
+    content_length: bool,
+}
+
 #[cfg(feature = "client")]
 impl Client {
     /// Returns `Some(length, wants_upgrade)` if successful.
@@ -1307,6 +1323,7 @@ impl Client {
     fn decoder(
         inc: &MessageHead<StatusCode>,
         method: &mut Option<Method>,
+        framing: Framing,
     ) -> Result<Option<(DecodedLength, bool)>, Parse> {
         // According to https://tools.ietf.org/html/rfc7230#section-3.3.3
         // 1. HEAD responses, and Status 1xx, 204, and 304 cannot have a body.
@@ -1343,7 +1360,12 @@ impl Client {
             }
         }
 
-        if inc.headers.contains_key(header::TRANSFER_ENCODING) {
+        if !framing.transfer_encoding && !framing.content_length {
+            // Outrigger patch: neither header was parsed (the last branch
+            // below, without two lookups).
+            trace!("neither Transfer-Encoding nor Content-Length");
+            Ok(Some((DecodedLength::CLOSE_DELIMITED, false)))
+        } else if framing.transfer_encoding {
             // https://tools.ietf.org/html/rfc7230#section-3.3.3
             // If Transfer-Encoding header is present, and 'chunked' is
             // not the final encoding, and this is a Request, then it is
@@ -1371,7 +1393,15 @@ impl Client {
         let body = if let Some(body) = body {
             body
         } else {
-            head.headers.remove(header::TRANSFER_ENCODING);
+            // Outrigger patch: a scan of the names costs less than the
+            // hashed removal of a header that is almost never there.
+            if head
+                .headers
+                .keys()
+                .any(|name| name == header::TRANSFER_ENCODING)
+            {
+                head.headers.remove(header::TRANSFER_ENCODING);
+            }
             return Encoder::length(0);
         };
 
