@@ -31,19 +31,55 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// those are removed (a removal hashes the name); most messages carry
 /// none, or only `Connection: keep-alive`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut present = 0u8;
-    for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
-            present |= 1 << i;
+    let seen = Seen::scan(headers);
+    strip(headers, &seen);
+}
+
+/// What one pass over a message's headers found.
+#[derive(Default)]
+struct Seen {
+    /// Bit `i`: `HOP_BY_HOP[i]` is present.
+    hop: u8,
+    /// Some `Connection` value names more than `close`/`keep-alive`.
+    connection_names_others: bool,
+    host: bool,
+    forwarded_for: bool,
+}
+
+impl Seen {
+    fn scan(headers: &HeaderMap) -> Seen {
+        let mut seen = Seen::default();
+        for (name, value) in headers {
+            if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+                seen.hop |= 1 << i;
+                if i == 0 && !is_close_or_keep_alive(value) {
+                    seen.connection_names_others = true;
+                }
+            } else if name == header::HOST {
+                seen.host = true;
+            } else if name == X_FORWARDED_FOR {
+                seen.forwarded_for = true;
+            }
         }
+        seen
     }
-    if present == 0 {
+}
+
+/// `close` or `keep-alive` alone: a `Connection` value that names no
+/// header to remove (the usual one).
+fn is_close_or_keep_alive(value: &HeaderValue) -> bool {
+    let v = value.as_bytes().trim_ascii();
+    v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+}
+
+fn strip(headers: &mut HeaderMap, seen: &Seen) {
+    if seen.hop == 0 {
         return;
     }
     // Other headers `Connection` names (`close` and `keep-alive` are not
     // headers to remove, or are removed anyway).
     let mut named: Vec<HeaderName> = Vec::new();
-    if present & 1 != 0 {
+    if seen.connection_names_others {
         for value in headers.get_all(header::CONNECTION) {
             for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
                 if token.is_empty() || token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
@@ -61,9 +97,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(n);
     }
     // `TE: trailers` is end-to-end in meaning for HTTP/2 (gRPC needs it).
-    let te_trailers = present & TE_BIT != 0 && headers.get(header::TE).is_some_and(|v| v == "trailers");
+    let te_trailers = seen.hop & TE_BIT != 0 && headers.get(header::TE).is_some_and(|v| v == "trailers");
     for (i, h) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) != 0 {
+        if seen.hop & (1 << i) != 0 {
             headers.remove(h);
         }
     }
@@ -77,8 +113,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// `client_ip` is the connection's peer address, formatted once per
 /// connection.
 pub fn prepare_request<B>(req: &mut Request<B>, client_ip: &HeaderValue) {
+    // One pass over the names answers every "is it there?" below: each
+    // lookup would hash a name.
+    let seen = Seen::scan(req.headers());
     // HTTP/2 carries the host in :authority; an HTTP/1.1 upstream needs Host.
-    if !req.headers().contains_key(header::HOST) {
+    if !seen.host {
         if let Some(auth) = req.uri().authority() {
             if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
                 req.headers_mut().insert(header::HOST, v);
@@ -86,8 +125,10 @@ pub fn prepare_request<B>(req: &mut Request<B>, client_ip: &HeaderValue) {
         }
     }
     let headers = req.headers_mut();
-    strip_hop_by_hop(headers);
-    let xff = match headers.get(&X_FORWARDED_FOR) {
+    strip(headers, &seen);
+    // (`Connection` may have named it: look, only if it was there at all.)
+    let prev = if seen.forwarded_for { headers.get(&X_FORWARDED_FOR) } else { None };
+    let xff = match prev {
         Some(prev) => {
             let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
             v.extend_from_slice(prev.as_bytes());
@@ -128,6 +169,37 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-keep"], "yes");
+    }
+
+    /// A `Connection` of one token is still read: one naming a header
+    /// removes it (even `x-forwarded-for`, which is then this hop's alone);
+    /// `keep-alive` or `close` alone removes only itself.
+    #[test]
+    fn single_token_connection_values() {
+        let ip = HeaderValue::from_static("127.0.0.1");
+        let mut req = Request::builder()
+            .header("connection", " X-Forwarded-For ")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-keep", "yes")
+            .body(())
+            .unwrap();
+        prepare_request(&mut req, &ip);
+        assert_eq!(req.headers()["x-forwarded-for"], "127.0.0.1");
+        assert!(!req.headers().contains_key("connection"));
+        assert_eq!(req.headers()["x-keep"], "yes");
+        for value in ["keep-alive", "Close", " keep-alive "] {
+            let mut h = HeaderMap::new();
+            h.insert("connection", HeaderValue::from_static(value));
+            h.insert("x-keep", HeaderValue::from_static("yes"));
+            strip_hop_by_hop(&mut h);
+            let left: Vec<_> = h.keys().map(|n| n.as_str()).collect();
+            assert_eq!(left, ["x-keep"], "{value}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("x-a"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     /// Every `Connection` header counts; `TE: trailers` survives; a message

@@ -86,8 +86,17 @@ pub(super) enum Phase {
 }
 
 impl<S> Attempts<S> {
-    pub(super) fn new(svc: S, shared: Arc<Shared>, parts: Parts, body: Option<Bytes>, phase: Phase) -> Self {
-        let deadline = shared.route_timeout.map(|t| Instant::now() + t);
+    /// `now`: when the request reached the layer (the route deadline
+    /// counts from it).
+    pub(super) fn new(
+        svc: S,
+        shared: Arc<Shared>,
+        parts: Parts,
+        body: Option<Bytes>,
+        phase: Phase,
+        now: impl FnOnce() -> Instant,
+    ) -> Self {
+        let deadline = shared.route_timeout.map(|t| now() + t);
         Attempts { svc, shared, phase, parts: Some(parts), body, tries: 0, deadline, avoid: None }
     }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use http::{Request, Response};
 use prometheus::IntCounter;
 
@@ -63,9 +65,12 @@ where
         let Some(shared) = &self.shared else {
             return ResponseFuture::once(self.inner.call(req));
         };
-        // Every request earns the route a fraction of a retry.
+        // Every request earns the route a fraction of a retry. The clock is
+        // read once, for the budget and the retry deadline both.
+        let mut read = None;
+        let mut now = || *read.get_or_insert_with(Instant::now);
         if let Some(budget) = &shared.budget {
-            budget.deposit();
+            budget.deposit_at(now());
         }
         if !shared.policy.retries_method(req.method()) {
             return ResponseFuture::once(self.inner.call(req));
@@ -77,7 +82,7 @@ where
             }
             Start::Ready(Replay::Buffered(bytes)) => {
                 let mut attempts =
-                    Attempts::new(self.inner.clone(), Arc::clone(shared), parts, Some(bytes), Phase::Calling);
+                    Attempts::new(self.inner.clone(), Arc::clone(shared), parts, Some(bytes), Phase::Calling, now);
                 let fut = self.inner.call(attempts.next_request());
                 ResponseFuture::retrying(Some(fut), attempts)
             }
@@ -85,7 +90,7 @@ where
                 // The ready service makes the first try once the body is read.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                let attempts = Attempts::new(ready, Arc::clone(shared), parts, None, Phase::Buffering(buffering));
+                let attempts = Attempts::new(ready, Arc::clone(shared), parts, None, Phase::Buffering(buffering), now);
                 ResponseFuture::retrying(None, attempts)
             }
         }
