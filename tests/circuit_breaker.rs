@@ -128,6 +128,28 @@ async fn cluster_breaker_is_shared_by_routes() {
     assert_eq!(p.metric(r#"outrigger_local_responses_total{route="b",reason="circuit-open"}"#).await, 1.0);
 }
 
+/// A route with a breaker of its own in front of its cluster's: every
+/// failure counts in both; once the cluster's opens, the route's refusals
+/// are not failures to the route's own breaker, which stays closed.
+#[tokio::test]
+async fn route_and_cluster_breakers_both_hold() {
+    let addr = refused_addr();
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: a, cluster: c, circuit_breaker: {{consecutive_failures: 4, open_duration: 10s}}}}]}}]\nclusters: [{{name: c, endpoints: [\"{addr}\"], circuit_breaker: {{consecutive_failures: 3, open_duration: 10s}}}}]\n"
+    ))
+    .await;
+    let cl = client();
+    for _ in 0..3 {
+        assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("upstream-connect-failure"));
+    }
+    assert_eq!(p.metric(r#"outrigger_circuit_state{scope="cluster",name="c"}"#).await, 1.0);
+    for _ in 0..5 {
+        assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
+    }
+    assert_eq!(p.metric(r#"outrigger_circuit_state{scope="route",name="a"}"#).await, 0.0);
+    assert_eq!(p.metric(r#"outrigger_local_responses_total{route="a",reason="circuit-open"}"#).await, 5.0);
+}
+
 /// The failure rate over the window trips the breaker once min_requests
 /// calls have been seen.
 #[tokio::test]

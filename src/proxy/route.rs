@@ -175,8 +175,8 @@ struct Layers {
     route_bulkhead: Option<BulkheadLayer>,
     cluster_bulkhead: Option<BulkheadLayer>,
     retry: Option<RetryLayer>,
-    route_breaker: Option<CircuitBreakerLayer>,
-    cluster_breaker: Option<CircuitBreakerLayer>,
+    route_breaker: Option<Arc<CircuitBreaker>>,
+    cluster_breaker: Option<Arc<CircuitBreaker>>,
 }
 
 impl Layers {
@@ -226,9 +226,9 @@ impl Layers {
             .layer(self.cluster_bulkhead.unwrap_or_default())
             // Tries again as the route's policy and budget allow (absent: no retries).
             .layer(self.retry.unwrap_or_default())
-            // Fails fast while open; sees every try.
-            .layer(self.route_breaker.unwrap_or_default())
-            .layer(self.cluster_breaker.unwrap_or_default())
+            // Fails fast while open (the route's, then the cluster's); sees
+            // every try.
+            .layer(CircuitBreakerLayer::pair(self.route_breaker, self.cluster_breaker))
             .service(inner)
     }
 }
@@ -241,10 +241,9 @@ fn breaker(
     settings: Option<&CircuitBreakerSettings>,
     metrics: &Metrics,
     state: &StateStore,
-) -> Option<CircuitBreakerLayer> {
+) -> Option<Arc<CircuitBreaker>> {
     let s = settings?;
-    let b = state.get_or_make(BREAKER, scope, name, s, || CircuitBreaker::new(s.clone(), scope, name, metrics));
-    Some(CircuitBreakerLayer::new(b))
+    Some(state.get_or_make(BREAKER, scope, name, s, || CircuitBreaker::new(s.clone(), scope, name, metrics)))
 }
 
 /// The bulkhead of `(scope, name)`, kept across reloads while its settings

@@ -2,17 +2,24 @@ use std::sync::Arc;
 
 use super::service::{CircuitBreaker, CircuitBreakerService};
 
-/// Puts a shared [`CircuitBreaker`] in front of a service. The default has
-/// none: its services pass every request straight through.
+/// Puts shared [`CircuitBreaker`]s (up to two, consulted in order) in
+/// front of a service. The default has none: its services pass every
+/// request straight through.
 #[derive(Clone, Default)]
 pub struct CircuitBreakerLayer {
-    breaker: Option<Arc<CircuitBreaker>>,
+    breakers: [Option<Arc<CircuitBreaker>>; 2],
 }
 
 impl CircuitBreakerLayer {
     /// Every service this layer wraps consults `breaker`.
     pub fn new(breaker: Arc<CircuitBreaker>) -> Self {
-        CircuitBreakerLayer { breaker: Some(breaker) }
+        CircuitBreakerLayer { breakers: [Some(breaker), None] }
+    }
+
+    /// Consults `first` (if any), then `then` (if any): a route's own
+    /// breaker and its cluster's, in one layer.
+    pub fn pair(first: Option<Arc<CircuitBreaker>>, then: Option<Arc<CircuitBreaker>>) -> Self {
+        CircuitBreakerLayer { breakers: [first, then] }
     }
 }
 
@@ -20,6 +27,6 @@ impl<S> tower::Layer<S> for CircuitBreakerLayer {
     type Service = CircuitBreakerService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreakerService::optional(inner, self.breaker.clone())
+        CircuitBreakerService::optional(inner, self.breakers.clone())
     }
 }

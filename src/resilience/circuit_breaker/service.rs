@@ -108,12 +108,16 @@ impl CircuitBreaker {
     }
 }
 
-/// Fails fast while its breaker is open; feeds every outcome to it.
+/// Fails fast while a breaker is open; feeds every outcome to each.
+///
+/// Holds up to two breakers, consulted in order: the route's own, then the
+/// cluster's shared one. One service for both, rather than one layer each:
+/// a layer passes every request and response through a move of its own.
 #[derive(Clone)]
 pub struct CircuitBreakerService<S> {
     inner: S,
-    /// `None`: no breaker, every call passes straight through.
-    breaker: Option<Arc<CircuitBreaker>>,
+    /// `[None, None]`: no breaker, every call passes straight through.
+    breakers: [Option<Arc<CircuitBreaker>>; 2],
 }
 
 impl<S> CircuitBreakerService<S> {
@@ -121,12 +125,13 @@ impl<S> CircuitBreakerService<S> {
     /// route timeout drops the call before any inner layer can report it)
     /// is a failure; one dropped because the client went away is not.
     pub fn new(inner: S, breaker: Arc<CircuitBreaker>) -> Self {
-        CircuitBreakerService { inner, breaker: Some(breaker) }
+        CircuitBreakerService { inner, breakers: [Some(breaker), None] }
     }
 
-    /// Wraps `inner` with a breaker, or with none (a pass-through).
-    pub fn optional(inner: S, breaker: Option<Arc<CircuitBreaker>>) -> Self {
-        CircuitBreakerService { inner, breaker }
+    /// Wraps `inner` with the breakers given, in order (none: a
+    /// pass-through).
+    pub fn optional(inner: S, breakers: [Option<Arc<CircuitBreaker>>; 2]) -> Self {
+        CircuitBreakerService { inner, breakers }
     }
 }
 
@@ -143,16 +148,19 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let Some(breaker) = &self.breaker else {
-            return ResponseFuture { inner: Some(self.inner.call(req)), call: None };
-        };
-        match breaker.admit() {
-            (Admission::Rejected, _) => ResponseFuture { inner: None, call: None },
-            (Admission::Allowed { probe }, start) => ResponseFuture {
-                inner: Some(self.inner.call(req)),
-                call: Some(Call { breaker: Arc::clone(breaker), probe, start, recorded: false }),
-            },
+        let mut calls = [None, None];
+        for (call, breaker) in calls.iter_mut().zip(&self.breakers) {
+            let Some(breaker) = breaker else { continue };
+            match breaker.admit() {
+                // Refused: a breaker that admitted the call first hears of
+                // it as the refusal it is (ignored), when polled.
+                (Admission::Rejected, _) => return ResponseFuture { inner: None, calls },
+                (Admission::Allowed { probe }, start) => {
+                    *call = Some(Call { breaker: Arc::clone(breaker), probe, start, recorded: false });
+                }
+            }
         }
+        ResponseFuture { inner: Some(self.inner.call(req)), calls }
     }
 }
 
@@ -182,9 +190,10 @@ impl Drop for Call {
 pin_project! {
     /// The response future of [`CircuitBreakerService`].
     pub struct ResponseFuture<F> {
+        // `None`: a breaker refused the call.
         #[pin]
         inner: Option<F>,
-        call: Option<Call>,
+        calls: [Option<Call>; 2],
     }
 }
 
@@ -196,13 +205,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(Err(Refusal::CircuitOpen.into()));
+        let result = match this.inner.as_pin_mut() {
+            Some(inner) => std::task::ready!(inner.poll(cx)),
+            None => Err(Refusal::CircuitOpen.into()),
         };
-        let result = std::task::ready!(inner.poll(cx));
-        if let Some(mut call) = this.call.take() {
-            call.breaker.record(call.probe, outcome(&result), call.start);
-            call.recorded = true;
+        // Innermost first, as nested layers would record.
+        for call in this.calls.iter_mut().rev() {
+            if let Some(mut call) = call.take() {
+                call.breaker.record(call.probe, outcome(&result), call.start);
+                call.recorded = true;
+            }
         }
         Poll::Ready(result)
     }
