@@ -144,6 +144,49 @@ async fn cluster_pool_is_shared() {
     assert_eq!(first.await.unwrap(), 200);
 }
 
+/// A route with a bulkhead of its own in front of its cluster's: a request
+/// holds a slot of each; one queued for the cluster's slot keeps its
+/// route slot while it waits; one the cluster's pool refuses gives its
+/// route slot back; every slot is free again once the answers are sent.
+#[tokio::test]
+async fn route_and_cluster_bulkheads_both_hold() {
+    let gate = Gate::new();
+    let slow = Upstream::start_with(Fault::Gated(gate.clone(), 200)).await;
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c, timeout: 60s, bulkhead: {{max_concurrent: 5}}}}]}}]\nclusters: [{{name: c, endpoints: [\"{}\"], bulkhead: {{max_concurrent: 1, max_queued: 1, queue_timeout: 60s}}}}]\n",
+        slow.addr
+    ))
+    .await;
+    let in_flight = |scope: &'static str, name: &'static str| {
+        let p = &p;
+        async move { p.metric(&format!("outrigger_bulkhead_in_flight{{scope=\"{scope}\",name=\"{name}\"}}")).await }
+    };
+    let spawn = || {
+        let url = p.url("/x");
+        tokio::spawn(async move { client().get(&url).await.status })
+    };
+    let first = spawn();
+    eventually(Duration::from_secs(10), "the first request in flight", || async { slow.hits() >= 1 }).await;
+    let queued = spawn();
+    eventually(Duration::from_secs(10), "the second request queued on the cluster's pool", || async {
+        p.metric(r#"outrigger_bulkhead_queued{scope="cluster",name="c"}"#).await == 1.0
+    })
+    .await;
+    assert_eq!(in_flight("route", "r").await, 2.0, "a queued request keeps its route slot");
+    assert_eq!(in_flight("cluster", "c").await, 1.0);
+    let refused = client().get(&p.url("/x")).await;
+    assert_eq!(refused.header("x-outrigger-error"), Some("bulkhead-full"));
+    assert_eq!(in_flight("route", "r").await, 2.0, "a refused request gave its route slot back");
+    gate.open();
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(queued.await.unwrap(), 200);
+    eventually(Duration::from_secs(10), "every slot released", || async {
+        in_flight("route", "r").await == 0.0 && in_flight("cluster", "c").await == 0.0
+    })
+    .await;
+    assert_eq!(p.metric(r#"outrigger_bulkhead_rejected_total{scope="cluster",name="c"}"#).await, 1.0);
+}
+
 /// An adaptive bulkhead learns from a failing upstream: 5xx answers cut its
 /// limit down to `min` (shown in `outrigger_bulkhead_limit` and /clusters),
 /// and the lowered limit is enforced: of 6 concurrent slow requests only

@@ -172,8 +172,8 @@ where
 /// pays no wrapper per absent layer.
 struct Layers {
     timeout: Option<TimeoutLayer>,
-    route_bulkhead: Option<BulkheadLayer>,
-    cluster_bulkhead: Option<BulkheadLayer>,
+    route_bulkhead: Option<Arc<Bulkhead>>,
+    cluster_bulkhead: Option<Arc<Bulkhead>>,
     retry: Option<RetryLayer>,
     route_breaker: Option<Arc<CircuitBreaker>>,
     cluster_breaker: Option<Arc<CircuitBreaker>>,
@@ -221,9 +221,9 @@ impl Layers {
         ServiceBuilder::new()
             // Whole request, every retry included.
             .layer(self.timeout.unwrap_or_default())
-            // One slot per request, held across retries until the body ends.
-            .layer(self.route_bulkhead.unwrap_or_default())
-            .layer(self.cluster_bulkhead.unwrap_or_default())
+            // One slot per request (the route's, then the cluster's), held
+            // across retries until the body ends.
+            .layer(BulkheadLayer::pair(self.route_bulkhead, self.cluster_bulkhead))
             // Tries again as the route's policy and budget allow (absent: no retries).
             .layer(self.retry.unwrap_or_default())
             // Fails fast while open (the route's, then the cluster's); sees
@@ -254,10 +254,9 @@ fn bulkhead(
     settings: Option<&BulkheadSettings>,
     metrics: &Metrics,
     state: &StateStore,
-) -> Option<BulkheadLayer> {
+) -> Option<Arc<Bulkhead>> {
     let s = settings?;
-    let b = state.get_or_make(BULKHEAD, scope, name, s, || Bulkhead::new(*s, scope, name, metrics));
-    Some(BulkheadLayer::new(b))
+    Some(state.get_or_make(BULKHEAD, scope, name, s, || Bulkhead::new(*s, scope, name, metrics)))
 }
 
 #[cfg(test)]

@@ -2,17 +2,24 @@ use std::sync::Arc;
 
 use super::service::{Bulkhead, BulkheadService};
 
-/// Puts a shared [`Bulkhead`] in front of a service. The default has none:
-/// its services pass every request straight through.
+/// Puts shared [`Bulkhead`]s (up to two, taken in order) in front of a
+/// service. The default has none: its services pass every request
+/// straight through.
 #[derive(Clone, Default)]
 pub struct BulkheadLayer {
-    bulkhead: Option<Arc<Bulkhead>>,
+    bulkheads: [Option<Arc<Bulkhead>>; 2],
 }
 
 impl BulkheadLayer {
     /// Every service this layer wraps draws from `bulkhead`.
     pub fn new(bulkhead: Arc<Bulkhead>) -> Self {
-        BulkheadLayer { bulkhead: Some(bulkhead) }
+        BulkheadLayer { bulkheads: [Some(bulkhead), None] }
+    }
+
+    /// Takes a slot of `first` (if any), then of `then` (if any): a
+    /// route's own bulkhead and its cluster's, in one layer.
+    pub fn pair(first: Option<Arc<Bulkhead>>, then: Option<Arc<Bulkhead>>) -> Self {
+        BulkheadLayer { bulkheads: [first, then] }
     }
 }
 
@@ -20,6 +27,6 @@ impl<S> tower::Layer<S> for BulkheadLayer {
     type Service = BulkheadService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BulkheadService::optional(inner, self.bulkhead.clone())
+        BulkheadService::optional(inner, self.bulkheads.clone())
     }
 }

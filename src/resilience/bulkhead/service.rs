@@ -193,23 +193,27 @@ impl Drop for Slot {
     }
 }
 
-/// Holds a slot of its bulkhead for the whole request and response.
+/// Holds a slot of each of its bulkheads (up to two, taken in order: the
+/// route's own, then the cluster's shared one) for the whole request and
+/// response. One service for both, rather than one layer each: a layer
+/// passes every request and response through a move of its own.
 #[derive(Clone)]
 pub struct BulkheadService<S> {
     inner: S,
-    /// `None`: no bulkhead, every call passes straight through.
-    bulkhead: Option<Arc<Bulkhead>>,
+    /// `[None, None]`: no bulkhead, every call passes straight through.
+    bulkheads: [Option<Arc<Bulkhead>>; 2],
 }
 
 impl<S> BulkheadService<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, bulkhead: Arc<Bulkhead>) -> Self {
-        BulkheadService { inner, bulkhead: Some(bulkhead) }
+        BulkheadService { inner, bulkheads: [Some(bulkhead), None] }
     }
 
-    /// Wraps `inner` with a bulkhead, or with none (a pass-through).
-    pub fn optional(inner: S, bulkhead: Option<Arc<Bulkhead>>) -> Self {
-        BulkheadService { inner, bulkhead }
+    /// Wraps `inner` with the bulkheads given, in order (none: a
+    /// pass-through).
+    pub fn optional(inner: S, bulkheads: [Option<Arc<Bulkhead>>; 2]) -> Self {
+        BulkheadService { inner, bulkheads }
     }
 }
 
@@ -230,24 +234,64 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let Some(bulkhead) = &self.bulkhead else {
+        if self.bulkheads.iter().all(Option::is_none) {
             return ResponseFuture::Through { fut: self.inner.call(req) };
-        };
-        // A free slot (the common case) calls the inner service, polled
+        }
+        // Free slots (the common case) call the inner service, polled
         // ready above, inline; only a request that must queue gets a boxed
         // future for its wait, and a clone of the inner service to call
-        // once it has a slot.
-        if let Some(slot) = bulkhead.try_acquire() {
-            return ResponseFuture::Running { fut: self.inner.call(req), run: Some(Run::new(slot)) };
+        // once it has its slots.
+        let mut runs = [None, None];
+        for (i, bulkhead) in self.bulkheads.iter().enumerate() {
+            let Some(bulkhead) = bulkhead else { continue };
+            match bulkhead.try_acquire() {
+                Some(slot) => runs[i] = Some(Run::new(slot)),
+                None => return self.queue(req, runs, i),
+            }
         }
-        let bulkhead = Arc::clone(bulkhead);
+        ResponseFuture::Running { fut: self.inner.call(req), runs }
+    }
+}
+
+impl<S> BulkheadService<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    /// Waits for the slots from `from` on (those before it are held in
+    /// `runs`), in order, then makes the call.
+    fn queue(&mut self, req: Request<Body>, mut runs: [Option<Run>; 2], from: usize) -> ResponseFuture<S> {
+        let bulkheads = self.bulkheads.clone();
         let inner = self.inner.clone();
         ResponseFuture::Queued {
             fut: Box::pin(async move {
-                let run = Run::new(bulkhead.acquire().await?);
-                let result = inner.oneshot(req).await;
-                run.finish(result)
+                for (i, bulkhead) in bulkheads.iter().enumerate().skip(from) {
+                    let Some(bulkhead) = bulkhead else { continue };
+                    match bulkhead.acquire().await {
+                        Ok(slot) => runs[i] = Some(Run::new(slot)),
+                        // The slots already held see the refusal as the
+                        // result, as an outer layer would have.
+                        Err(refusal) => {
+                            let mut result = Err(refusal.into());
+                            finish(&mut runs, &mut result);
+                            return result;
+                        }
+                    }
+                }
+                let mut result = inner.oneshot(req).await;
+                finish(&mut runs, &mut result);
+                result
             }),
+        }
+    }
+}
+
+/// Each run, innermost first (as nested layers would), finishes with the
+/// result: its slot goes into the response body.
+fn finish(runs: &mut [Option<Run>; 2], result: &mut Result<Response<Body>, BoxError>) {
+    for run in runs.iter_mut().rev() {
+        if let Some(run) = run.take() {
+            run.finish(result);
         }
     }
 }
@@ -268,14 +312,16 @@ impl Run {
 
     /// Samples the latency (adaptive limit) and hands the slot to the
     /// response body.
-    fn finish(mut self, result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
+    /// The result stays where it is: a response is moved once per layer
+    /// already.
+    fn finish(mut self, result: &mut Result<Response<Body>, BoxError>) {
         let slot = self.slot.take().expect("a run holds its slot until it finishes");
         if let Some(start) = self.start.take() {
-            slot.bulkhead.sample(start, outcome(&result) == Outcome::Failure);
+            slot.bulkhead.sample(start, outcome(result) == Outcome::Failure);
         }
-        let mut resp = result?;
-        resp.body_mut().hold(slot);
-        Ok(resp)
+        if let Ok(resp) = result {
+            resp.body_mut().hold(slot);
+        }
     }
 }
 
@@ -304,8 +350,8 @@ pin_project! {
     {
         // No bulkhead: the request, passed straight through.
         Through { #[pin] fut: S::Future },
-        // Holding a slot, the request under way.
-        Running { #[pin] fut: S::Future, run: Option<Run> },
+        // Holding its slots, the request under way.
+        Running { #[pin] fut: S::Future, runs: [Option<Run>; 2] },
         // Waiting in the queue (or refused), then the request.
         Queued { fut: Boxed },
     }
@@ -320,9 +366,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             Proj::Through { fut } => fut.poll(cx),
-            Proj::Running { fut, run } => {
-                let result = ready!(fut.poll(cx));
-                Poll::Ready(run.take().expect("polled after completion").finish(result))
+            Proj::Running { fut, runs } => {
+                let mut result = ready!(fut.poll(cx));
+                assert!(runs.iter().any(Option::is_some), "polled after completion");
+                finish(runs, &mut result);
+                Poll::Ready(result)
             }
             Proj::Queued { fut } => fut.as_mut().poll(cx),
         }
