@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,6 +24,13 @@ use crate::resilience::timeout::cutting_off;
 /// A breaker's shared state and its metric handles.
 pub struct CircuitBreaker {
     machine: Mutex<Machine>,
+    /// The machine is closed: a request is admitted without the lock.
+    /// Written under the lock after every change; a request that reads it
+    /// a moment stale is one that came a moment earlier.
+    closed: AtomicBool,
+    /// [`Machine::at_rest`]: a success (not a probe) changes nothing, so it
+    /// is not recorded under the lock.
+    at_rest: AtomicBool,
     /// Whether calls are timed (a slow-call rule).
     timed: bool,
     scope: Scope,
@@ -40,9 +48,13 @@ impl CircuitBreaker {
         let to = |s: State| metrics.circuit_transitions.with_label_values(&[scope.label(), name, s.name()]);
         let state_gauge = metrics.circuit_state.with_label_values(&labels);
         state_gauge.set(0);
+        let timed = settings.slow_call.is_some();
+        let machine = Machine::new(settings, Instant::now());
         CircuitBreaker {
-            timed: settings.slow_call.is_some(),
-            machine: Mutex::new(Machine::new(settings, Instant::now())),
+            timed,
+            closed: AtomicBool::new(true),
+            at_rest: AtomicBool::new(machine.at_rest()),
+            machine: Mutex::new(machine),
             scope,
             name: name.to_owned(),
             state_gauge,
@@ -67,10 +79,19 @@ impl CircuitBreaker {
     }
 
     /// Asks the machine; also returns the try's start when a slow-call
-    /// rule will want its duration. The clock is read only when needed.
+    /// rule will want its duration. The clock is read only when needed,
+    /// and a closed breaker admits without taking the lock.
     fn admit(&self) -> (Admission, Option<Instant>) {
+        if self.closed.load(Ordering::Relaxed) {
+            return (Admission::Allowed { probe: false }, self.timed.then(Instant::now));
+        }
         let mut read = None;
-        let (admission, changed) = self.lock().admit_with(|| *read.get_or_insert_with(Instant::now));
+        let (admission, changed) = {
+            let mut m = self.lock();
+            let asked = m.admit_with(|| *read.get_or_insert_with(Instant::now));
+            self.mirror(&m);
+            asked
+        };
         if let Some(s) = changed {
             self.changed(s);
         }
@@ -79,14 +100,29 @@ impl CircuitBreaker {
     }
 
     fn record(&self, probe: bool, outcome: crate::error::Outcome, start: Option<Instant>) {
+        if !probe && outcome == crate::error::Outcome::Success && self.at_rest.load(Ordering::Relaxed) {
+            return;
+        }
         let mut read = None;
         let mut now = || *read.get_or_insert_with(Instant::now);
         let took = start.map_or(Duration::ZERO, |s| now().saturating_duration_since(s));
         let jitter = 0.9 + fastrand::f64() * 0.2;
-        let changed = self.lock().record_with(now, probe, outcome, took, jitter);
+        let changed = {
+            let mut m = self.lock();
+            let changed = m.record_with(now, probe, outcome, took, jitter);
+            self.mirror(&m);
+            changed
+        };
         if let Some(s) = changed {
             self.changed(s);
         }
+    }
+
+    /// Publishes what the lock-free paths read; called under the lock
+    /// after every change to the machine.
+    fn mirror(&self, m: &Machine) {
+        self.closed.store(m.state() == State::Closed, Ordering::Relaxed);
+        self.at_rest.store(m.at_rest(), Ordering::Relaxed);
     }
 
     fn changed(&self, to: State) {
@@ -182,7 +218,9 @@ impl Drop for Call {
         if cutting_off() {
             self.breaker.record(self.probe, crate::error::Outcome::Failure, self.start);
         } else if self.probe {
-            self.breaker.lock().release_probe();
+            let mut m = self.breaker.lock();
+            m.release_probe();
+            self.breaker.mirror(&m);
         }
     }
 }
@@ -217,5 +255,46 @@ where
             }
         }
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Outcome::{Failure, Success};
+
+    fn breaker() -> CircuitBreaker {
+        let settings = CircuitBreakerSettings {
+            consecutive_failures: Some(3),
+            failure_rate: None,
+            slow_call: None,
+            open_duration: Duration::from_secs(10),
+            max_open_duration: Duration::from_secs(35),
+            half_open_max_requests: 1,
+        };
+        CircuitBreaker::new(settings, Scope::Route, "r", &Metrics::unregistered())
+    }
+
+    fn admitted(b: &CircuitBreaker) -> bool {
+        matches!(b.admit().0, Admission::Allowed { .. })
+    }
+
+    /// The lock-free paths (admitting while closed, a success while at
+    /// rest) agree with the machine: a success still breaks a streak, the
+    /// streak still trips, and an open breaker refuses.
+    #[tokio::test]
+    async fn lock_free_paths_keep_the_machine_s_answers() {
+        let b = breaker();
+        for outcome in [Failure, Failure, Success, Failure, Failure] {
+            assert!(admitted(&b));
+            b.record(false, outcome, None);
+        }
+        assert_eq!(b.state(), State::Closed, "the success broke the streak");
+        assert!(admitted(&b));
+        b.record(false, Failure, None);
+        assert_eq!(b.state(), State::Open);
+        assert!(!admitted(&b), "an open breaker refuses without waiting for the lock-free path");
+        b.record(false, Success, None);
+        assert_eq!(b.state(), State::Open, "a late success does not close it");
     }
 }

@@ -101,6 +101,16 @@ impl Machine {
         self.state
     }
 
+    /// Whether an outcome can change nothing: closed, no failure in the
+    /// streak, and no rate rule to feed. A success then leaves the machine
+    /// as it is.
+    pub fn at_rest(&self) -> bool {
+        self.state == State::Closed
+            && self.consecutive_failures == 0
+            && self.settings.failure_rate.is_none()
+            && self.settings.slow_call.is_none()
+    }
+
     /// When an open breaker will admit probes.
     pub fn open_until(&self) -> Option<Instant> {
         (self.state == State::Open).then_some(self.open_until)
