@@ -10,7 +10,7 @@ use std::task::{ready, Context, Poll};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use prometheus::{IntCounter, IntGauge};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -25,7 +25,7 @@ use crate::resilience::timeout::cutting_off;
 /// A pool of slots with a bounded, timed queue.
 pub struct Bulkhead {
     settings: BulkheadSettings,
-    semaphore: Arc<Semaphore>,
+    semaphore: Semaphore,
     queued: AtomicUsize,
     in_flight: AtomicUsize,
     rejected: AtomicU64,
@@ -69,7 +69,7 @@ impl Bulkhead {
         };
         m.limit.set(settings.max_concurrent as i64);
         Bulkhead {
-            semaphore: Arc::new(Semaphore::new(settings.max_concurrent)),
+            semaphore: Semaphore::new(settings.max_concurrent),
             queued: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
@@ -98,28 +98,35 @@ impl Bulkhead {
         if let Some(slot) = self.try_acquire() {
             return Ok(slot);
         }
-        let permit = self.wait().await.ok_or_else(|| self.reject())?;
-        Ok(self.slot(permit))
+        self.wait().await.ok_or_else(|| self.reject())?;
+        Ok(self.slot())
     }
 
     /// A slot if one is free now, without queueing.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
-        Arc::clone(&self.semaphore).try_acquire_owned().ok().map(|p| self.slot(p))
+        let permit = self.semaphore.try_acquire().ok()?;
+        // The slot gives it back (or retires it) when dropped: no owned
+        // permit, which would hold a second reference to the semaphore.
+        permit.forget();
+        Some(self.slot())
     }
 
-    fn slot(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
+    /// A slot for a permit just taken (and forgotten).
+    fn slot(self: &Arc<Self>) -> Slot {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.m.in_flight.inc();
-        Slot { permit: Some(permit), bulkhead: Arc::clone(self), earlier: None }
+        Slot { bulkhead: Arc::clone(self), earlier: None }
     }
 
-    async fn wait(&self) -> Option<OwnedSemaphorePermit> {
+    /// Waits in the queue for a permit, and forgets it (see `slot`).
+    async fn wait(&self) -> Option<()> {
         let max = self.settings.max_queued;
         self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| (q < max).then_some(q + 1)).ok()?;
         self.m.queued.inc();
         let _queued = Queued(self);
-        let acquire = Arc::clone(&self.semaphore).acquire_owned();
-        tokio::time::timeout(self.settings.queue_timeout, acquire).await.ok()?.ok()
+        let permit = tokio::time::timeout(self.settings.queue_timeout, self.semaphore.acquire()).await.ok()?.ok()?;
+        permit.forget();
+        Some(())
     }
 
     fn reject(&self) -> Refusal {
@@ -164,7 +171,7 @@ impl Drop for Queued<'_> {
 /// A held slot: released when dropped, which for a relayed response is
 /// when its body has been sent or the client went away.
 pub struct Slot {
-    permit: Option<OwnedSemaphorePermit>,
+    /// Holds one of its semaphore's permits (forgotten when taken).
     bulkhead: Arc<Bulkhead>,
     /// A slot of another bulkhead the same request holds (a route's own
     /// and its cluster's shared one), released with this one.
@@ -184,11 +191,10 @@ impl Drop for Slot {
         let b = &self.bulkhead;
         b.in_flight.fetch_sub(1, Ordering::Relaxed);
         b.m.in_flight.dec();
-        if let Some(p) = self.permit.take() {
-            let retire = b.owed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1)).is_ok();
-            if retire {
-                p.forget();
-            }
+        // A permit owed to a lowered adaptive limit is retired, not given back.
+        let retire = b.owed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1)).is_ok();
+        if !retire {
+            b.semaphore.add_permits(1);
         }
     }
 }
