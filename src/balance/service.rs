@@ -25,7 +25,7 @@ use super::Balancer;
 use crate::body::Body;
 use crate::error::{outcome, BoxError, Outcome, Refusal};
 use crate::metrics::Metrics;
-use crate::resilience::timeout::cutting_off;
+use crate::resilience::timeout::{cutting_off, wake_at};
 use crate::upstream::pool::{Pool, PoolSettings};
 use prometheus::IntCounter;
 
@@ -100,7 +100,9 @@ impl tower::Service<Request<Body>> for Balance {
         let on_endpoint = OnEndpoint::new(endpoint, Arc::clone(cluster), start);
         Box::pin(Try {
             send: pool.send_at(req, start),
-            deadline: try_deadline.map(tokio::time::sleep_until),
+            deadline: try_deadline,
+            own: None,
+            polled: false,
             on_endpoint,
             address,
         })
@@ -111,11 +113,19 @@ pin_project! {
     /// One try on one endpoint, cut off at the per-try deadline if there
     /// is one. Written out rather than an `async` block over
     /// `timeout_at`, which moved the send future once more per request.
+    ///
+    /// The deadline rides on the route timeout's timer when one is polling
+    /// ([`wake_at`]): one timer a request, not two. Only without one does
+    /// the try set its own.
     struct Try<F> {
         #[pin]
         send: F,
-        #[pin]
-        deadline: Option<Sleep>,
+        deadline: Option<Instant>,
+        // The try's own timer, when no route timeout carries the deadline
+        // (rare: boxed, to keep every try's future small).
+        own: Option<Pin<Box<Sleep>>>,
+        // Polled before: the deadline may have passed since.
+        polled: bool,
         on_endpoint: OnEndpoint,
         address: SocketAddr,
     }
@@ -133,10 +143,27 @@ where
         assert!(!this.on_endpoint.recorded, "a try polled after completion");
         let result = match this.send.poll(cx) {
             Poll::Ready(result) => result,
-            Poll::Pending => match this.deadline.as_pin_mut().map(|d| d.poll(cx)) {
-                Some(Poll::Ready(())) => Err(Refusal::Timeout.into()),
-                _ => return Poll::Pending,
-            },
+            Poll::Pending => {
+                let Some(deadline) = *this.deadline else { return Poll::Pending };
+                let own = this.own;
+                if own.is_none() {
+                    // A first poll comes right after the deadline was set:
+                    // only a later one reads the clock.
+                    let passed = *this.polled && Instant::now() >= deadline;
+                    *this.polled = true;
+                    if !passed && wake_at(deadline) {
+                        return Poll::Pending;
+                    }
+                    if !passed {
+                        *own = Some(Box::pin(tokio::time::sleep_until(deadline)));
+                    }
+                }
+                match own.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+                    Some(Poll::Pending) => return Poll::Pending,
+                    // Passed: by the clock, or by the try's own timer.
+                    _ => Err(Refusal::Timeout.into()),
+                }
+            }
         };
         let address = *this.address;
         let result = result.map_err(|e| BoxError::from(super::EndpointError { endpoint: address, source: e }));
@@ -214,5 +241,48 @@ impl Drop for OnEndpoint {
             self.finish(Outcome::Failure);
         }
         self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::BalancerSettings;
+    use crate::discovery::EndpointSpec;
+    use tower::ServiceExt;
+
+    /// With no route timeout carrying its deadline (none polls it), a try
+    /// sets a timer of its own: an endpoint that never answers is cut off
+    /// at the per-try timeout, as a timeout charged to that endpoint.
+    #[tokio::test]
+    async fn a_try_no_timeout_carries_sets_its_own_timer() {
+        // Accepts connections (the kernel does) and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap();
+        let settings = crate::config::parse(
+            &format!(
+                "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: r, cluster: c}}]}}]\n\
+                 clusters: [{{name: c, endpoints: [\"{addr}\"]}}]\n"
+            ),
+            "t.yaml",
+        )
+        .unwrap();
+        let cluster = &settings.clusters[0];
+        let balancer = Arc::new(Balancer::new("c", BalancerSettings::from(cluster)));
+        balancer.update(vec![EndpointSpec::new(addr)]);
+        let balance = Balance::new(
+            balancer,
+            Arc::new(PoolSettings::new(cluster.connect_timeout, cluster.protocol)),
+            Arc::new(AttemptMetrics::new(&Metrics::unregistered(), "c")),
+        )
+        .with_per_try_timeout(Some(Duration::from_millis(200)));
+        let started = std::time::Instant::now();
+        let err = tokio::time::timeout(Duration::from_secs(10), balance.oneshot(Request::new(Body::empty())))
+            .await
+            .expect("cut off by its own timer, long before this")
+            .unwrap_err();
+        assert_eq!(crate::error::classify(err.as_ref()), Refusal::Timeout);
+        assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+        drop(silent);
     }
 }

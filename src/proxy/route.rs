@@ -182,7 +182,10 @@ struct Layers {
 impl Layers {
     fn new(route: &RouteSettings, cluster: &ClusterSettings, metrics: &Metrics, state: &StateStore) -> Self {
         Layers {
-            timeout: route.timeout.map(TimeoutLayer::new),
+            // A per-try deadline rides on the route timeout's timer.
+            timeout: route.timeout.map(|t| {
+                TimeoutLayer::new(t).carrying(route.retry.as_ref().is_some_and(|r| r.per_try_timeout.is_some()))
+            }),
             route_bulkhead: bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), metrics, state),
             cluster_bulkhead: bulkhead(Scope::Cluster, &cluster.name, cluster.bulkhead.as_ref(), metrics, state),
             retry: RetryLayer::for_route(&route.name, &cluster.name, route.retry.as_ref(), metrics, state),
@@ -345,10 +348,12 @@ clusters:
             let mut timeout_only = layers.timeout_over(inner.clone());
             let fut = tower::Service::call(&mut timeout_only, Request::new(Body::empty()));
             let size = std::mem::size_of_val(&fut);
+            eprintln!("SIZE t {size}");
             assert!(size <= 1024, "route {}, timeout only: {size} bytes", route.name);
             let mut all = layers.over(inner);
             let fut = tower::Service::call(&mut all, Request::new(Body::empty()));
             let size = std::mem::size_of_val(&fut);
+            eprintln!("SIZE all {size}");
             assert!(size <= 1024, "route {}: {size} bytes", route.name);
         }
     }

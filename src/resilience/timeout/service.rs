@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::{BoxError, Refusal};
 
@@ -15,19 +15,30 @@ pub struct Timeout<S> {
     inner: S,
     /// `None`: no deadline, every call passes straight through.
     timeout: Option<Duration>,
+    /// Futures inside may ask to be woken earlier ([`wake_at`]): the route
+    /// has a per-try timeout.
+    carries: bool,
 }
 
 impl<S> Timeout<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, timeout: Duration) -> Self {
-        Timeout { inner, timeout: Some(timeout) }
+        Timeout { inner, timeout: Some(timeout), carries: false }
     }
 
     /// Wraps `inner` with a deadline, or with none (a pass-through): a
     /// route stack has one type whichever layers its route configures,
     /// rather than an `Either` per optional layer.
     pub fn optional(inner: S, timeout: Option<Duration>) -> Self {
-        Timeout { inner, timeout }
+        Timeout { inner, timeout, carries: false }
+    }
+
+    /// Lets the futures inside ask to be woken before the deadline
+    /// ([`wake_at`]): one timer a request instead of one per layer that
+    /// wants one.
+    pub fn carrying(mut self, carries: bool) -> Self {
+        self.carries = carries;
+        self
     }
 }
 
@@ -45,7 +56,13 @@ where
     }
 
     fn call(&mut self, req: R) -> Self::Future {
-        TimeoutFuture { inner: Some(self.inner.call(req)), sleep: self.timeout.map(tokio::time::sleep) }
+        let inner = Some(self.inner.call(req));
+        match self.timeout {
+            // The timer is made when first needed, for the earliest time
+            // asked for: made for the deadline, it would be moved at once.
+            Some(timeout) if self.carries => TimeoutFuture { inner, sleep: None, ends: Some(Instant::now() + timeout) },
+            timeout => TimeoutFuture { inner, sleep: timeout.map(tokio::time::sleep), ends: None },
+        }
     }
 }
 
@@ -58,6 +75,10 @@ pin_project! {
         // `None`: no deadline.
         #[pin]
         sleep: Option<Sleep>,
+        // The deadline, when inner futures may ask to be woken before it
+        // (`wake_at`): the sleep is then set to the earliest of them (and
+        // made on the first poll that leaves the request pending).
+        ends: Option<Instant>,
     }
 }
 
@@ -73,20 +94,95 @@ where
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(Err(Refusal::Timeout.into()));
         };
-        if let Poll::Ready(r) = inner.poll(cx) {
+        let Some(ends) = *this.ends else {
+            if let Poll::Ready(r) = inner.poll(cx) {
+                return Poll::Ready(r.map_err(Into::into));
+            }
+            return match this.sleep.as_pin_mut().map_or(Poll::Pending, |s| s.poll(cx)) {
+                Poll::Ready(()) => cut_off(this.inner),
+                Poll::Pending => Poll::Pending,
+            };
+        };
+        let (polled, asked) = collecting(|| inner.poll(cx));
+        if let Poll::Ready(r) = polled {
             return Poll::Ready(r.map_err(Into::into));
         }
-        match this.sleep.as_pin_mut().map_or(Poll::Pending, |s| s.poll(cx)) {
-            Poll::Ready(()) => {
-                // Dropped here, under the flag, so what it holds can tell a
-                // timeout from a client that went away.
-                let _cutting = CuttingOff::start();
-                this.inner.set(None);
-                Poll::Ready(Err(Refusal::Timeout.into()))
-            }
+        let want = asked.map_or(ends, |at| at.min(ends));
+        let mut sleep = this.sleep;
+        match sleep.as_mut().as_pin_mut() {
+            None => sleep.set(Some(tokio::time::sleep_until(want))),
+            Some(s) if s.deadline() != want || s.is_elapsed() => s.reset(want),
+            Some(_) => {}
+        }
+        match sleep.as_pin_mut().expect("set above").poll(cx) {
             Poll::Pending => Poll::Pending,
+            // A deadline asked for inside has passed: what asked for it
+            // sees so when polled again.
+            Poll::Ready(()) if want < ends => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(()) => cut_off(this.inner),
         }
     }
+}
+
+/// Drops the request's future under the [`cutting_off`] flag: the deadline
+/// passed.
+fn cut_off<F, T>(mut inner: Pin<&mut Option<F>>) -> Poll<Result<T, BoxError>> {
+    // Dropped here, under the flag, so what it holds can tell a timeout
+    // from a client that went away.
+    let _cutting = CuttingOff::start();
+    inner.set(None);
+    Poll::Ready(Err(Refusal::Timeout.into()))
+}
+
+thread_local! {
+    /// While a carrying timeout polls its request: the earliest time a
+    /// future inside asked to be woken at, if any.
+    static WAKE_AT: Cell<Collect> = const { Cell::new(Collect::Off) };
+}
+
+#[derive(Clone, Copy)]
+enum Collect {
+    /// No carrying timeout is polling.
+    Off,
+    /// One is; the earliest time asked for so far.
+    On(Option<Instant>),
+}
+
+/// Polls `f` with [`wake_at`] answered, and returns what was asked.
+fn collecting<T>(f: impl FnOnce() -> T) -> (T, Option<Instant>) {
+    let outer = WAKE_AT.with(|c| c.replace(Collect::On(None)));
+    // Restored even if the poll panics.
+    struct Restore(Collect);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WAKE_AT.with(|c| c.set(self.0));
+        }
+    }
+    let restore = Restore(outer);
+    let out = f();
+    let asked = match WAKE_AT.with(Cell::get) {
+        Collect::On(at) => at,
+        Collect::Off => None,
+    };
+    drop(restore);
+    (out, asked)
+}
+
+/// Asks the route timeout polling this future to wake its task at `at`
+/// (a per-try deadline), on the timer it has anyway. `false` when no
+/// carrying timeout is polling: the caller must set a timer of its own.
+/// Asked on each poll that stays pending: the answer holds for that poll.
+pub fn wake_at(at: Instant) -> bool {
+    WAKE_AT.with(|c| match c.get() {
+        Collect::Off => false,
+        Collect::On(earliest) => {
+            c.set(Collect::On(Some(earliest.map_or(at, |e| e.min(at)))));
+            true
+        }
+    })
 }
 
 thread_local! {
@@ -137,6 +233,57 @@ mod tests {
         assert_eq!(svc.ready().await.unwrap().call(50).await.unwrap(), 50);
         let err = svc.ready().await.unwrap().call(150).await.unwrap_err();
         assert_eq!(crate::error::classify(err.as_ref()), Refusal::Timeout);
+    }
+
+    /// A future that ends at `at`, asking its timeout to wake it then; it
+    /// counts the polls where no timeout carried it.
+    struct Asks {
+        at: Instant,
+        uncarried: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Future for Asks {
+        type Output = Result<&'static str, BoxError>;
+
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+            if Instant::now() >= self.at {
+                return Poll::Ready(Ok("woken at its own time"));
+            }
+            if !wake_at(self.at) {
+                self.uncarried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Poll::Pending
+        }
+    }
+
+    /// A carrying timeout wakes its request at the earlier time asked for
+    /// inside (one timer for both); a timeout that does not carry leaves
+    /// the asker to set its own, and still cuts off at its deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_carrying_timeout_wakes_at_what_is_asked() {
+        let uncarried = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let asks = {
+            let uncarried = uncarried.clone();
+            tower::service_fn(move |after: Duration| {
+                std::future::ready(Ok::<_, BoxError>(Asks { at: Instant::now() + after, uncarried: uncarried.clone() }))
+            })
+            .and_then(|f: Asks| f)
+        };
+        let mut carrying = Timeout::new(asks.clone(), Duration::from_secs(10)).carrying(true);
+        let start = Instant::now();
+        let out = carrying.ready().await.unwrap().call(Duration::from_millis(100)).await.unwrap();
+        assert_eq!(out, "woken at its own time");
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        assert_eq!(uncarried.load(std::sync::atomic::Ordering::Relaxed), 0);
+        // Asked for past the deadline: the deadline still holds.
+        let err = carrying.ready().await.unwrap().call(Duration::from_secs(60)).await.unwrap_err();
+        assert_eq!(crate::error::classify(err.as_ref()), Refusal::Timeout);
+
+        let mut plain = Timeout::new(asks, Duration::from_secs(10));
+        let start = Instant::now();
+        let _ = plain.ready().await.unwrap().call(Duration::from_millis(100)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(10), "nobody woke it at 100 ms");
+        assert!(uncarried.load(std::sync::atomic::Ordering::Relaxed) > 0, "wake_at said no");
     }
 
     /// Records whether it was dropped while a timeout was cutting it off.
