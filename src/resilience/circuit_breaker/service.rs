@@ -264,15 +264,7 @@ mod tests {
     use crate::error::Outcome::{Failure, Success};
 
     fn breaker() -> CircuitBreaker {
-        let settings = CircuitBreakerSettings {
-            consecutive_failures: Some(3),
-            failure_rate: None,
-            slow_call: None,
-            open_duration: Duration::from_secs(10),
-            max_open_duration: Duration::from_secs(35),
-            half_open_max_requests: 1,
-        };
-        CircuitBreaker::new(settings, Scope::Route, "r", &Metrics::unregistered())
+        CircuitBreaker::new(super::super::state_tests::settings(), Scope::Route, "r", &Metrics::unregistered())
     }
 
     fn admitted(b: &CircuitBreaker) -> bool {

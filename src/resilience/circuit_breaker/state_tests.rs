@@ -10,7 +10,9 @@ use crate::error::Outcome::{Failure, Ignored, Success};
 
 const MS: Duration = Duration::from_millis(1);
 
-fn settings() -> CircuitBreakerSettings {
+/// Three consecutive failures trip it; no rate rule. (Also the
+/// service's tests' breaker.)
+pub(super) fn settings() -> CircuitBreakerSettings {
     CircuitBreakerSettings {
         consecutive_failures: Some(3),
         failure_rate: None,
