@@ -150,6 +150,24 @@ async fn route_and_cluster_breakers_both_hold() {
     assert_eq!(p.metric(r#"outrigger_local_responses_total{route="a",reason="circuit-open"}"#).await, 5.0);
 }
 
+/// The route's own breaker, in front of a cluster breaker that would take
+/// longer, hears every failure and opens first: it refuses on its own.
+#[tokio::test]
+async fn a_route_breaker_opens_before_its_cluster_s() {
+    let addr = refused_addr();
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: a, cluster: c, circuit_breaker: {{consecutive_failures: 2, open_duration: 10s}}}}]}}]\nclusters: [{{name: c, endpoints: [\"{addr}\"], circuit_breaker: {{consecutive_failures: 5, open_duration: 10s}}}}]\n"
+    ))
+    .await;
+    let cl = client();
+    for _ in 0..2 {
+        assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("upstream-connect-failure"));
+    }
+    assert_eq!(p.metric(r#"outrigger_circuit_state{scope="route",name="a"}"#).await, 1.0);
+    assert_eq!(p.metric(r#"outrigger_circuit_state{scope="cluster",name="c"}"#).await, 0.0);
+    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
+}
+
 /// The failure rate over the window trips the breaker once min_requests
 /// calls have been seen.
 #[tokio::test]

@@ -348,12 +348,10 @@ clusters:
             let mut timeout_only = layers.timeout_over(inner.clone());
             let fut = tower::Service::call(&mut timeout_only, Request::new(Body::empty()));
             let size = std::mem::size_of_val(&fut);
-            eprintln!("SIZE t {size}");
             assert!(size <= 1024, "route {}, timeout only: {size} bytes", route.name);
             let mut all = layers.over(inner);
             let fut = tower::Service::call(&mut all, Request::new(Body::empty()));
             let size = std::mem::size_of_val(&fut);
-            eprintln!("SIZE all {size}");
             assert!(size <= 1024, "route {}: {size} bytes", route.name);
         }
     }

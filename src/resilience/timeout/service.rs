@@ -9,6 +9,9 @@ use tokio::time::{Instant, Sleep};
 
 use crate::error::{BoxError, Refusal};
 
+/// What tokio makes of a deadline too far away to represent.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// Fails a request that has not answered within its time.
 #[derive(Debug, Clone)]
 pub struct Timeout<S> {
@@ -60,7 +63,13 @@ where
         match self.timeout {
             // The timer is made when first needed, for the earliest time
             // asked for: made for the deadline, it would be moved at once.
-            Some(timeout) if self.carries => TimeoutFuture { inner, sleep: None, ends: Some(Instant::now() + timeout) },
+            Some(timeout) if self.carries => {
+                // (A deadline past what an `Instant` holds is, as tokio
+                // makes it, about thirty years away.)
+                let now = Instant::now();
+                let ends = now.checked_add(timeout).unwrap_or_else(|| now + FAR_FUTURE);
+                TimeoutFuture { inner, sleep: None, ends: Some(ends) }
+            }
             timeout => TimeoutFuture { inner, sleep: timeout.map(tokio::time::sleep), ends: None },
         }
     }

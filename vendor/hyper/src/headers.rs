@@ -49,8 +49,8 @@ fn connection_has(value: &HeaderValue, needle: &str) -> bool {
     false
 }
 
-// Outrigger patch: one `TE` line, as the parser meets it.
-#[cfg(feature = "http1")]
+// Outrigger patch: one `TE` line, as the request parser meets it.
+#[cfg(all(feature = "http1", feature = "server"))]
 pub(super) fn te_value_has_trailers(value: &HeaderValue) -> bool {
     connection_has(value, "trailers")
 }

@@ -1256,7 +1256,7 @@ impl Http1Transaction for Client {
             Some(pq)
                 if uri.scheme().is_none()
                     && uri.authority().is_none()
-                    && pq.as_str().starts_with('/') =>
+                    && uri.path().starts_with('/') =>
             {
                 extend(dst, pq.as_str().as_bytes());
                 extend(dst, b" ");
@@ -2621,6 +2621,42 @@ mod tests {
     }
 
     #[cfg(feature = "server")]
+    // Outrigger patch 6: `TE: trailers` noted by the parser, over every
+    // `TE` line, as `te_is_trailers` read it from the map.
+    #[test]
+    fn test_parse_request_te_trailers() {
+        fn te_trailers(s: &str) -> bool {
+            let mut bytes = BytesMut::from(s);
+            Server::parse(
+                &mut bytes,
+                ParseContext {
+                    cached_headers: &mut None,
+                    req_method: &mut None,
+                    h1_parser_config: Default::default(),
+                    h1_max_headers: None,
+                    h1_max_header_size: None,
+                    preserve_header_case: false,
+                    #[cfg(feature = "ffi")]
+                    preserve_header_order: false,
+                    h09_responses: false,
+                    #[cfg(feature = "client")]
+                    on_informational: &mut None,
+                },
+            )
+            .unwrap()
+            .unwrap()
+            .te_trailers
+        }
+
+        assert!(te_trailers("GET / HTTP/1.1\r\nte: trailers\r\n\r\n"));
+        assert!(te_trailers("GET / HTTP/1.1\r\nte: gzip, Trailers\r\n\r\n"));
+        assert!(te_trailers("GET / HTTP/1.1\r\nte: gzip\r\nte: trailers\r\n\r\n"));
+        assert!(te_trailers("GET / HTTP/1.1\r\nte: trailers\r\nte: gzip\r\n\r\n"));
+        assert!(!te_trailers("GET / HTTP/1.1\r\nte: gzip\r\n\r\n"));
+        assert!(!te_trailers("GET / HTTP/1.1\r\nx-te: trailers\r\n\r\n"));
+        assert!(!te_trailers("GET / HTTP/1.1\r\n\r\n"));
+    }
+
     #[test]
     fn test_parse_request_multiple_connection_headers() {
         fn parse(s: &str) -> ParsedMessage<RequestLine> {
@@ -2945,8 +2981,11 @@ mod tests {
     // whether it takes the copy (origin form) or the formatter (the rest).
     #[test]
     fn test_client_request_encode_targets() {
-        for target in ["/", "/a/b?c=d&e", "*", "http://h:1/p?q", "h:443"] {
-            let uri: http::Uri = target.parse().unwrap();
+        let parsed = ["/", "/a/b?c=d&e", "*", "http://h:1/p?q", "h:443"].map(|t| t.parse().unwrap());
+        // And one no parser makes: no scheme, no authority, no path.
+        let empty = http::Uri::from_parts(Default::default()).ok();
+        for uri in parsed.into_iter().chain(empty) {
+            let target = uri.to_string();
             let mut head: MessageHead<RequestLine> = MessageHead::default();
             head.subject.1 = uri.clone();
             let mut vec = Vec::new();
