@@ -11,11 +11,6 @@ pub struct BulkheadLayer {
 }
 
 impl BulkheadLayer {
-    /// Every service this layer wraps draws from `bulkhead`.
-    pub fn new(bulkhead: Arc<Bulkhead>) -> Self {
-        BulkheadLayer { bulkheads: [Some(bulkhead), None] }
-    }
-
     /// Takes a slot of `first` (if any), then of `then` (if any): a
     /// route's own bulkhead and its cluster's, in one layer.
     pub fn pair(first: Option<Arc<Bulkhead>>, then: Option<Arc<Bulkhead>>) -> Self {

@@ -11,11 +11,6 @@ pub struct CircuitBreakerLayer {
 }
 
 impl CircuitBreakerLayer {
-    /// Every service this layer wraps consults `breaker`.
-    pub fn new(breaker: Arc<CircuitBreaker>) -> Self {
-        CircuitBreakerLayer { breakers: [Some(breaker), None] }
-    }
-
     /// Consults `first` (if any), then `then` (if any): a route's own
     /// breaker and its cluster's, in one layer.
     pub fn pair(first: Option<Arc<CircuitBreaker>>, then: Option<Arc<CircuitBreaker>>) -> Self {

@@ -86,12 +86,7 @@ impl CircuitBreaker {
             return (Admission::Allowed { probe: false }, self.timed.then(Instant::now));
         }
         let mut read = None;
-        let (admission, changed) = {
-            let mut m = self.lock();
-            let asked = m.admit_with(|| *read.get_or_insert_with(Instant::now));
-            self.mirror(&m);
-            asked
-        };
+        let (admission, changed) = self.change(|m| m.admit_with(|| *read.get_or_insert_with(Instant::now)));
         if let Some(s) = changed {
             self.changed(s);
         }
@@ -107,22 +102,21 @@ impl CircuitBreaker {
         let mut now = || *read.get_or_insert_with(Instant::now);
         let took = start.map_or(Duration::ZERO, |s| now().saturating_duration_since(s));
         let jitter = 0.9 + fastrand::f64() * 0.2;
-        let changed = {
-            let mut m = self.lock();
-            let changed = m.record_with(now, probe, outcome, took, jitter);
-            self.mirror(&m);
-            changed
-        };
+        let changed = self.change(|m| m.record_with(now, probe, outcome, took, jitter));
         if let Some(s) = changed {
             self.changed(s);
         }
     }
 
-    /// Publishes what the lock-free paths read; called under the lock
-    /// after every change to the machine.
-    fn mirror(&self, m: &Machine) {
+    /// Changes the machine under the lock, and publishes what the
+    /// lock-free paths read before letting go: every change goes through
+    /// here.
+    fn change<R>(&self, f: impl FnOnce(&mut Machine) -> R) -> R {
+        let mut m = self.lock();
+        let out = f(&mut m);
         self.closed.store(m.state() == State::Closed, Ordering::Relaxed);
         self.at_rest.store(m.at_rest(), Ordering::Relaxed);
+        out
     }
 
     fn changed(&self, to: State) {
@@ -157,15 +151,10 @@ pub struct CircuitBreakerService<S> {
 }
 
 impl<S> CircuitBreakerService<S> {
-    /// Wraps `inner`. A call dropped while a timeout above cuts it off (the
+    /// Wraps `inner` with the breakers given, in order (none: a
+    /// pass-through). A call dropped while a timeout above cuts it off (the
     /// route timeout drops the call before any inner layer can report it)
     /// is a failure; one dropped because the client went away is not.
-    pub fn new(inner: S, breaker: Arc<CircuitBreaker>) -> Self {
-        CircuitBreakerService { inner, breakers: [Some(breaker), None] }
-    }
-
-    /// Wraps `inner` with the breakers given, in order (none: a
-    /// pass-through).
     pub fn optional(inner: S, breakers: [Option<Arc<CircuitBreaker>>; 2]) -> Self {
         CircuitBreakerService { inner, breakers }
     }
@@ -218,9 +207,7 @@ impl Drop for Call {
         if cutting_off() {
             self.breaker.record(self.probe, crate::error::Outcome::Failure, self.start);
         } else if self.probe {
-            let mut m = self.breaker.lock();
-            m.release_probe();
-            self.breaker.mirror(&m);
+            self.breaker.change(Machine::release_probe);
         }
     }
 }
