@@ -2,6 +2,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::thread::LocalKey;
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
@@ -141,7 +142,7 @@ where
 fn cut_off<F, T>(mut inner: Pin<&mut Option<F>>) -> Poll<Result<T, BoxError>> {
     // Dropped here, under the flag, so what it holds can tell a timeout
     // from a client that went away.
-    let _cutting = CuttingOff::start();
+    let _cutting = Scoped::set(&CUTTING_OFF, true);
     inner.set(None);
     Poll::Ready(Err(Refusal::Timeout.into()))
 }
@@ -162,21 +163,12 @@ enum Collect {
 
 /// Polls `f` with [`wake_at`] answered, and returns what was asked.
 fn collecting<T>(f: impl FnOnce() -> T) -> (T, Option<Instant>) {
-    let outer = WAKE_AT.with(|c| c.replace(Collect::On(None)));
-    // Restored even if the poll panics.
-    struct Restore(Collect);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            WAKE_AT.with(|c| c.set(self.0));
-        }
-    }
-    let restore = Restore(outer);
+    let _collect = Scoped::set(&WAKE_AT, Collect::On(None));
     let out = f();
     let asked = match WAKE_AT.with(Cell::get) {
         Collect::On(at) => at,
         Collect::Off => None,
     };
-    drop(restore);
     (out, asked)
 }
 
@@ -209,19 +201,24 @@ pub fn cutting_off() -> bool {
     CUTTING_OFF.with(Cell::get)
 }
 
-/// Raises the flag while a timeout drops its future (lowered even if a
-/// drop panics).
-struct CuttingOff(bool);
+/// A thread-local set for a scope: the value before comes back when the
+/// guard drops, even if what ran in the scope panicked (the cutting-off
+/// flag while a timeout drops its future; collection while a carrying
+/// timeout polls).
+struct Scoped<T: Copy + 'static> {
+    cell: &'static LocalKey<Cell<T>>,
+    before: T,
+}
 
-impl CuttingOff {
-    fn start() -> Self {
-        CuttingOff(CUTTING_OFF.with(|c| c.replace(true)))
+impl<T: Copy + 'static> Scoped<T> {
+    fn set(cell: &'static LocalKey<Cell<T>>, value: T) -> Self {
+        Scoped { cell, before: cell.with(|c| c.replace(value)) }
     }
 }
 
-impl Drop for CuttingOff {
+impl<T: Copy + 'static> Drop for Scoped<T> {
     fn drop(&mut self) {
-        CUTTING_OFF.with(|c| c.set(self.0));
+        self.cell.with(|c| c.set(self.before));
     }
 }
 
