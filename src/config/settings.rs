@@ -78,6 +78,13 @@ pub struct RouteSettings {
     pub circuit_breaker: Option<CircuitBreakerSettings>,
 }
 
+impl RouteSettings {
+    /// The per-try timeout (`retry.per_try_timeout`), if any.
+    pub fn per_try_timeout(&self) -> Option<Duration> {
+        self.retry.as_ref().and_then(|r| r.per_try_timeout)
+    }
+}
+
 /// Upstream protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {

@@ -52,7 +52,7 @@ impl Seen {
         for (name, value) in headers {
             if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
                 seen.hop |= 1 << i;
-                if i == 0 && !is_close_or_keep_alive(value) {
+                if i == 0 && !names_no_header(value.as_bytes()) {
                     seen.connection_names_others = true;
                 }
             } else if name == header::HOST {
@@ -65,11 +65,11 @@ impl Seen {
     }
 }
 
-/// `close` or `keep-alive` alone: a `Connection` value that names no
-/// header to remove (the usual one).
-fn is_close_or_keep_alive(value: &HeaderValue) -> bool {
-    let v = value.as_bytes().trim_ascii();
-    v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+/// `close` or `keep-alive`: a `Connection` token (or a whole value of one
+/// token, the usual one) that names no header to remove.
+fn names_no_header(token: &[u8]) -> bool {
+    let t = token.trim_ascii();
+    t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
 }
 
 fn strip(headers: &mut HeaderMap, seen: &Seen) {
@@ -82,7 +82,7 @@ fn strip(headers: &mut HeaderMap, seen: &Seen) {
     if seen.connection_names_others {
         for value in headers.get_all(header::CONNECTION) {
             for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
-                if token.is_empty() || token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
+                if token.is_empty() || names_no_header(token.as_bytes()) {
                     continue;
                 }
                 if let Ok(n) = HeaderName::try_from(token) {

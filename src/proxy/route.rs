@@ -138,7 +138,7 @@ impl Route {
 
 /// The stack for one (route, cluster), over the cluster's endpoints.
 fn stack(route: &RouteSettings, cluster: &Cluster, metrics: &Metrics, state: &StateStore) -> HttpService {
-    let per_try = route.retry.as_ref().and_then(|r| r.per_try_timeout);
+    let per_try = route.per_try_timeout();
     let inner = cluster.endpoint_service().with_per_try_timeout(per_try);
     stack_over(route, &cluster.settings, inner, metrics, state)
 }
@@ -183,9 +183,7 @@ impl Layers {
     fn new(route: &RouteSettings, cluster: &ClusterSettings, metrics: &Metrics, state: &StateStore) -> Self {
         Layers {
             // A per-try deadline rides on the route timeout's timer.
-            timeout: route.timeout.map(|t| {
-                TimeoutLayer::new(t).carrying(route.retry.as_ref().is_some_and(|r| r.per_try_timeout.is_some()))
-            }),
+            timeout: route.timeout.map(|t| TimeoutLayer::new(t).carrying(route.per_try_timeout().is_some())),
             route_bulkhead: bulkhead(Scope::Route, &route.name, route.bulkhead.as_ref(), metrics, state),
             cluster_bulkhead: bulkhead(Scope::Cluster, &cluster.name, cluster.bulkhead.as_ref(), metrics, state),
             retry: RetryLayer::for_route(&route.name, &cluster.name, route.retry.as_ref(), metrics, state),
@@ -340,7 +338,7 @@ clusters:
             Arc::new(AttemptMetrics::new(&metrics, "c")),
         );
         for route in &settings.listeners[0].routes {
-            let per_try = route.retry.as_ref().and_then(|r| r.per_try_timeout);
+            let per_try = route.per_try_timeout();
             let inner = inner.clone().with_per_try_timeout(per_try);
             let layers = Layers::new(route, cluster, &metrics, &state);
             // Both shapes `stack_over` boxes: the timeout alone, and all
