@@ -143,33 +143,34 @@ where
         assert!(!this.on_endpoint.recorded, "a try polled after completion");
         let result = match this.send.poll(cx) {
             Poll::Ready(result) => result,
-            Poll::Pending => {
-                let Some(deadline) = *this.deadline else { return Poll::Pending };
-                let own = this.own;
-                if own.is_none() {
-                    // A first poll comes right after the deadline was set:
-                    // only a later one reads the clock.
-                    let passed = *this.polled && Instant::now() >= deadline;
-                    *this.polled = true;
-                    if !passed && wake_at(deadline) {
-                        return Poll::Pending;
-                    }
-                    if !passed {
-                        *own = Some(Box::pin(tokio::time::sleep_until(deadline)));
-                    }
-                }
-                match own.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
-                    Some(Poll::Pending) => return Poll::Pending,
-                    // Passed: by the clock, or by the try's own timer.
-                    _ => Err(Refusal::Timeout.into()),
-                }
-            }
+            Poll::Pending => match *this.deadline {
+                Some(deadline) if passed(deadline, this.own, this.polled, cx) => Err(Refusal::Timeout.into()),
+                _ => return Poll::Pending,
+            },
         };
         let address = *this.address;
         let result = result.map_err(|e| BoxError::from(super::EndpointError { endpoint: address, source: e }));
         this.on_endpoint.finish(outcome(&result));
         Poll::Ready(result)
     }
+}
+
+/// Whether a try's `deadline` has passed; if not, a wake-up for it is
+/// arranged: on the route timeout's timer when one carries it, else on
+/// the try's `own`.
+fn passed(deadline: Instant, own: &mut Option<Pin<Box<Sleep>>>, polled: &mut bool, cx: &mut Context<'_>) -> bool {
+    if let Some(sleep) = own {
+        return sleep.as_mut().poll(cx).is_ready();
+    }
+    // A first poll comes right after the deadline was set: only a later
+    // one reads the clock.
+    if std::mem::replace(polled, true) && Instant::now() >= deadline {
+        return true;
+    }
+    if wake_at(deadline) {
+        return false;
+    }
+    own.insert(Box::pin(tokio::time::sleep_until(deadline))).as_mut().poll(cx).is_ready()
 }
 
 /// Points `req` at `endpoint` in the form `version` wants. HTTP/1.1 sends
