@@ -128,23 +128,31 @@ async fn cluster_breaker_is_shared_by_routes() {
     assert_eq!(p.metric(r#"outrigger_local_responses_total{route="b",reason="circuit-open"}"#).await, 1.0);
 }
 
+/// A route `a` with a breaker of its own (tripping after `route`
+/// consecutive failures) in front of its cluster's (after `cluster`), to
+/// an endpoint that refuses connections; `fail` requests already sent,
+/// each answered as a connect failure.
+async fn two_breakers(route: u32, cluster: u32, fail: u32) -> TestProxy {
+    let addr = refused_addr();
+    let p = TestProxy::start(&format!(
+        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: a, cluster: c, circuit_breaker: {{consecutive_failures: {route}, open_duration: 10s}}}}]}}]\nclusters: [{{name: c, endpoints: [\"{addr}\"], circuit_breaker: {{consecutive_failures: {cluster}, open_duration: 10s}}}}]\n"
+    ))
+    .await;
+    for _ in 0..fail {
+        assert_eq!(client().get(&p.url("/")).await.header("x-outrigger-error"), Some("upstream-connect-failure"));
+    }
+    p
+}
+
 /// A route with a breaker of its own in front of its cluster's: every
 /// failure counts in both; once the cluster's opens, the route's refusals
 /// are not failures to the route's own breaker, which stays closed.
 #[tokio::test]
 async fn route_and_cluster_breakers_both_hold() {
-    let addr = refused_addr();
-    let p = TestProxy::start(&format!(
-        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: a, cluster: c, circuit_breaker: {{consecutive_failures: 4, open_duration: 10s}}}}]}}]\nclusters: [{{name: c, endpoints: [\"{addr}\"], circuit_breaker: {{consecutive_failures: 3, open_duration: 10s}}}}]\n"
-    ))
-    .await;
-    let cl = client();
-    for _ in 0..3 {
-        assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("upstream-connect-failure"));
-    }
+    let p = two_breakers(4, 3, 3).await;
     assert_eq!(p.metric(r#"outrigger_circuit_state{scope="cluster",name="c"}"#).await, 1.0);
     for _ in 0..5 {
-        assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
+        assert_eq!(client().get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
     }
     assert_eq!(p.metric(r#"outrigger_circuit_state{scope="route",name="a"}"#).await, 0.0);
     assert_eq!(p.metric(r#"outrigger_local_responses_total{route="a",reason="circuit-open"}"#).await, 5.0);
@@ -154,18 +162,10 @@ async fn route_and_cluster_breakers_both_hold() {
 /// longer, hears every failure and opens first: it refuses on its own.
 #[tokio::test]
 async fn a_route_breaker_opens_before_its_cluster_s() {
-    let addr = refused_addr();
-    let p = TestProxy::start(&format!(
-        "listeners: [{{name: l, address: 127.0.0.1:0, routes: [{{name: a, cluster: c, circuit_breaker: {{consecutive_failures: 2, open_duration: 10s}}}}]}}]\nclusters: [{{name: c, endpoints: [\"{addr}\"], circuit_breaker: {{consecutive_failures: 5, open_duration: 10s}}}}]\n"
-    ))
-    .await;
-    let cl = client();
-    for _ in 0..2 {
-        assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("upstream-connect-failure"));
-    }
+    let p = two_breakers(2, 5, 2).await;
     assert_eq!(p.metric(r#"outrigger_circuit_state{scope="route",name="a"}"#).await, 1.0);
     assert_eq!(p.metric(r#"outrigger_circuit_state{scope="cluster",name="c"}"#).await, 0.0);
-    assert_eq!(cl.get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
+    assert_eq!(client().get(&p.url("/")).await.header("x-outrigger-error"), Some("circuit-open"));
 }
 
 /// The failure rate over the window trips the breaker once min_requests
