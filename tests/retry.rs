@@ -60,17 +60,28 @@ async fn post_is_not_retried() {
     assert_eq!(p.metric(r#"outrigger_retries_total{route="r"}"#).await, 0.0);
 }
 
-/// A 1 KiB PUT is retried, and every try carries the same bytes.
+/// A 1 KiB PUT is retried, and every try carries the same head (target,
+/// every header line, a repeated header's values in order) and bytes.
 #[tokio::test]
 async fn small_put_is_replayed_intact() {
     let up = Upstream::start().await;
     up.plan([Fault::Status(503), Fault::Status(503)]);
     let p = proxy_to(&up, ON_503).await;
     let body: Bytes = (0..1024u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>().into();
-    let r = client().send(request("PUT", &p.url("/doc"), body.clone())).await;
+    let mut req = request("PUT", &p.url("/doc?v=2"), body.clone());
+    for (name, value) in [("x-tag", "first"), ("authorization", "Bearer t"), ("x-tag", "second")] {
+        req.headers_mut().append(name, value.parse().unwrap());
+    }
+    let r = client().send(req).await;
     assert_eq!(r.status, 200);
     assert_eq!(up.hits(), 3);
     assert_eq!(up.bodies(), vec![body.clone(), body.clone(), body]);
+    let heads = up.heads();
+    assert!(heads[0].starts_with("PUT /doc?v=2 HTTP/1.1\n"), "{}", heads[0]);
+    assert!(heads[0].contains("x-tag: first\nx-tag: second\n"), "{}", heads[0]);
+    assert!(heads[0].contains("authorization: Bearer t\n"), "{}", heads[0]);
+    assert_eq!(heads[1], heads[0], "the first retry's head");
+    assert_eq!(heads[2], heads[0], "the second retry's head");
 }
 
 /// A 70 KiB PUT is over the 64 KiB replay cap: sent once, whole, and its

@@ -65,6 +65,8 @@ struct State {
     plan: Mutex<VecDeque<Fault>>,
     default: Mutex<Fault>,
     last_headers: Mutex<Option<HeaderMap>>,
+    /// Every request's head as text: request line, then each header line.
+    heads: Mutex<Vec<String>>,
     last_authority: Mutex<Option<String>>,
     bodies: Mutex<Vec<Bytes>>,
     in_flight: AtomicUsize,
@@ -116,6 +118,7 @@ impl Upstream {
             plan: Mutex::new(VecDeque::new()),
             default: Mutex::new(fault),
             last_headers: Mutex::new(None),
+            heads: Mutex::new(Vec::new()),
             last_authority: Mutex::new(None),
             bodies: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
@@ -183,6 +186,12 @@ impl Upstream {
         self.state.last_headers.lock().unwrap().clone()
     }
 
+    /// Every request's head, in order, as text: `METHOD target VERSION`,
+    /// then a `name: value` line per header.
+    pub fn heads(&self) -> Vec<String> {
+        self.state.heads.lock().unwrap().clone()
+    }
+
     /// The authority of the last request's URI (HTTP/2's `:authority`;
     /// none in an HTTP/1.1 origin-form request).
     pub fn last_authority(&self) -> Option<String> {
@@ -235,6 +244,11 @@ async fn serve(st: Arc<State>, addr: SocketAddr, req: Request<Incoming>) -> Resu
     let _guard = InFlight(&st);
     let fault = st.plan.lock().unwrap().pop_front().unwrap_or_else(|| st.default.lock().unwrap().clone());
     *st.last_headers.lock().unwrap() = Some(req.headers().clone());
+    let mut head = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
+    for (name, value) in req.headers() {
+        head.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
+    }
+    st.heads.lock().unwrap().push(head);
     *st.last_authority.lock().unwrap() = req.uri().authority().map(|a| a.to_string());
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();

@@ -16,6 +16,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::budget::Budget;
+use super::head::KeptHead;
 use super::policy::Decision;
 use super::replay::{Buffering, Replay};
 use super::service::Shared;
@@ -61,8 +62,10 @@ pub(super) struct Attempts<S> {
     svc: S,
     shared: Arc<Shared>,
     phase: Phase,
-    /// The request head, cloned for each try; moved into the last one.
-    parts: Option<Parts>,
+    /// The request's own head, until the first try takes it.
+    first: Option<Parts>,
+    /// A copy of it, for the retries.
+    kept: KeptHead,
     /// The body every try sends; `None` once it is known not to replay.
     body: Option<Bytes>,
     /// Tries sent so far.
@@ -97,46 +100,50 @@ impl<S> Attempts<S> {
         now: impl FnOnce() -> Instant,
     ) -> Self {
         let deadline = shared.route_timeout.map(|t| now() + t);
-        Attempts { svc, shared, phase, parts: Some(parts), body, tries: 0, deadline, avoid: None }
+        let kept = KeptHead::of(&parts);
+        Attempts { svc, shared, phase, first: Some(parts), kept, body, tries: 0, deadline, avoid: None }
     }
 
-    /// The request for the next try: the kept head (the last try takes it)
-    /// and the kept body, steered away from the endpoint that just failed.
-    pub(super) fn next_request(&mut self) -> Request<Body> {
-        let last = self.tries + 1 >= self.shared.policy.attempts();
-        let parts = if last { self.parts.take() } else { self.parts.clone() };
-        let parts = parts.expect("a try is sent only while the head is kept");
-        let mut req = Request::from_parts(parts, Body::from(self.body.clone().unwrap_or_default()));
-        if self.tries > 0 {
-            self.shared.retries.inc();
-            if let Some(addr) = self.avoid {
-                req.extensions_mut().insert(AvoidEndpoint(addr));
-            }
-            tracing::debug!(route = %self.shared.route, attempt = self.tries + 1, avoid = ?self.avoid, "retrying");
+    /// The first try: the request's own head, with the kept body, or with
+    /// `streamed` (a body too large to keep, which rules out a retry).
+    pub(super) fn first_request(&mut self, streamed: Option<Body>) -> Request<Body> {
+        let parts = self.first.take().expect("the first try takes the request's head");
+        self.tries = 1;
+        let body = match streamed {
+            Some(body) => body,
+            None => Body::from(self.body.clone().unwrap_or_default()),
+        };
+        Request::from_parts(parts, body)
+    }
+
+    /// A retry: the kept head and body, steered away from the endpoint
+    /// that just failed.
+    fn retry_request(&mut self) -> Request<Body> {
+        let mut req = self.kept.request(Body::from(self.body.clone().unwrap_or_default()));
+        self.shared.retries.inc();
+        if let Some(addr) = self.avoid {
+            req.extensions_mut().insert(AvoidEndpoint(addr));
         }
+        tracing::debug!(route = %self.shared.route, attempt = self.tries + 1, avoid = ?self.avoid, "retrying");
         self.tries += 1;
         req
     }
 
     /// The first request once the body is read: replayable or not.
-    fn first_request(&mut self, replay: Replay) -> Request<Body> {
+    fn first_request_read(&mut self, replay: Replay) -> Request<Body> {
         match replay {
             Replay::Buffered(bytes) => {
                 self.body = Some(bytes);
-                self.next_request()
+                self.first_request(None)
             }
-            Replay::Streamed(body) => {
-                self.tries = 1;
-                let parts = self.parts.take().expect("the head is kept until the first try");
-                Request::from_parts(parts, body)
-            }
+            Replay::Streamed(body) => self.first_request(Some(body)),
         }
     }
 
     fn decide(&self, result: &Result<Response<Body>, BoxError>) -> Decision {
         // Most tries succeed: those are relayed without reading the clock
         // or seeding a random number generator.
-        if self.body.is_none() || self.parts.is_none() || !self.shared.policy.may_retry(result, self.tries) {
+        if self.body.is_none() || !self.shared.policy.may_retry(result, self.tries) {
             return Decision::Relay;
         }
         let budget = self.shared.budget.as_deref();
@@ -204,7 +211,7 @@ where
                         Err(e) => return Poll::Ready(Err(e)),
                     };
                     // The service was polled ready before `call`.
-                    let req = a.first_request(replay);
+                    let req = a.first_request_read(replay);
                     fut.set(Some(a.svc.call(req)));
                     a.phase = Phase::Calling;
                 }
@@ -212,7 +219,7 @@ where
                     if let Err(e) = ready!(a.svc.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
-                    let req = a.next_request();
+                    let req = a.retry_request();
                     fut.set(Some(a.svc.call(req)));
                     a.phase = Phase::Calling;
                 }

@@ -39,6 +39,7 @@
 pub mod backoff;
 pub mod budget;
 mod future;
+mod head;
 mod layer;
 pub mod policy;
 pub mod replay;

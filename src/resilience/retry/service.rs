@@ -83,7 +83,7 @@ where
             Start::Ready(Replay::Buffered(bytes)) => {
                 let mut attempts =
                     Attempts::new(self.inner.clone(), Arc::clone(shared), parts, Some(bytes), Phase::Calling, now);
-                let fut = self.inner.call(attempts.next_request());
+                let fut = self.inner.call(attempts.first_request(None));
                 ResponseFuture::retrying(Some(fut), attempts)
             }
             Start::Read(buffering) => {
