@@ -17,6 +17,7 @@
 //! - `error`: `BoxError`, the contract's refusals, `rescue()`.
 //! - `fswatch`: a debounced watch on a file's folder (config and file discovery).
 //! - `body`: the one body type, with drop guards.
+//! - `clock`: the time, read once per poll of a connection's task.
 //! - `runtime`: the running proxy: start, reload, drain.
 //! - `demo`: small built-in upstreams for a first run.
 //! - `telemetry`: tracing setup.
@@ -28,6 +29,7 @@
 pub mod admin;
 pub mod balance;
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod discovery;
@@ -38,5 +40,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod resilience;
 pub mod runtime;
+mod scoped;
 pub mod telemetry;
 pub mod upstream;

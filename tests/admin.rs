@@ -106,3 +106,20 @@ async fn removed_clusters_and_routes_leave_metrics() {
         assert!(after.contains(kept), "{kept} after the reload");
     }
 }
+
+/// The request duration a dashboard sees is the time the request took:
+/// an upstream that answers after 150 ms is recorded at 150 ms or more,
+/// and not past a second (the time is read once per poll of the client's
+/// connection, at the start and the end of the request).
+#[tokio::test]
+async fn request_duration_is_the_time_taken() {
+    let up = Upstream::start_with(Fault::Delay(std::time::Duration::from_millis(150), 200)).await;
+    let p = TestProxy::start(&one_route(up.addr)).await;
+    assert_eq!(client().get(&p.url("/slow")).await.status, 200);
+    let (_, m) = p.admin_get("/metrics").await;
+    let labels = r#"listener="l",route="r",cluster="c""#;
+    let sum = metric_value(&m, &format!("outrigger_request_duration_seconds_sum{{{labels}}}"));
+    assert!((0.15..1.0).contains(&sum), "recorded {sum} s\n{m}");
+    let under = metric_value(&m, &format!(r#"outrigger_request_duration_seconds_bucket{{{labels},le="0.1"}}"#));
+    assert_eq!(under, 0.0, "{m}");
+}

@@ -23,6 +23,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::Balancer;
 use crate::body::Body;
+use crate::clock;
 use crate::error::{outcome, BoxError, Outcome, Refusal};
 use crate::metrics::Metrics;
 use crate::resilience::timeout::{cutting_off, wake_at};
@@ -95,7 +96,7 @@ impl tower::Service<Request<Body>> for Balance {
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let address = endpoint.address;
         let pool = Arc::clone(endpoint.pool.get_or_init(|| Arc::new(Pool::new(address, Arc::clone(&cluster.pool)))));
-        let start = Instant::now();
+        let start = clock::now();
         let try_deadline = self.per_try.map(|t| start + t);
         let on_endpoint = OnEndpoint::new(endpoint, Arc::clone(cluster), start);
         Box::pin(Try {
@@ -164,7 +165,7 @@ fn passed(deadline: Instant, own: &mut Option<Pin<Box<Sleep>>>, polled: &mut boo
     }
     // A first poll comes right after the deadline was set: only a later
     // one reads the clock.
-    if std::mem::replace(polled, true) && Instant::now() >= deadline {
+    if std::mem::replace(polled, true) && clock::now() >= deadline {
         return true;
     }
     if wake_at(deadline) {
@@ -231,7 +232,7 @@ impl OnEndpoint {
             Outcome::Failure => self.cluster.attempts.failure.inc(),
             _ => self.cluster.attempts.success.inc(),
         }
-        let end = Instant::now();
+        let end = clock::now();
         self.cluster.balancer.record_at(&self.endpoint, outcome, end.saturating_duration_since(self.start), end);
     }
 }

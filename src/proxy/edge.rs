@@ -14,6 +14,7 @@ use super::forward;
 use super::router::request_host;
 use super::table::ListenerRoutes;
 use crate::body::Body;
+use crate::clock;
 use crate::error::{local_response, rescue, Refusal, ATTEMPTS_HEADER};
 
 /// What every request on one connection shares.
@@ -49,7 +50,7 @@ fn host_from_original_dst<B>(req: &mut Request<B>, original_dst: Option<SocketAd
 
 /// Serves one request.
 pub async fn handle(ctx: &ConnContext, mut req: Request<Incoming>) -> Response<Body> {
-    let start = Instant::now();
+    let start = clock::now();
     let routes = ctx.routes.load_full();
     let log = tracing::enabled!(target: "outrigger::access", tracing::Level::INFO);
     let (method, path) =
@@ -74,7 +75,7 @@ pub async fn handle(ctx: &ConnContext, mut req: Request<Incoming>) -> Response<B
     if refusal.is_none() {
         forward::strip_hop_by_hop(resp.headers_mut());
     }
-    let elapsed = start.elapsed();
+    let elapsed = clock::now().saturating_duration_since(start);
     target.metrics.record(resp.status(), elapsed, refusal);
     if log {
         let attempts = resp
@@ -120,7 +121,7 @@ pub fn refuse_unparsed(ctx: &ConnContext, status: http::StatusCode, refusal: Ref
 
 fn refuse(ctx: &ConnContext, routes: &ListenerRoutes, refusal: Refusal, start: Instant, log: bool) -> Response<Body> {
     let resp = local_response(refusal);
-    routes.no_route.record(resp.status(), start.elapsed(), Some(refusal));
+    routes.no_route.record(resp.status(), clock::now().saturating_duration_since(start), Some(refusal));
     if log {
         tracing::info!(
             target: "outrigger::access",

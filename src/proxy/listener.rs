@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::rt::bounds::Http2ServerConnExec;
 use hyper::server::conn::{http1, http2};
 use hyper::service::HttpService;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulConnection;
 use pin_project_lite::pin_project;
 use tokio::net::{TcpListener, TcpStream};
@@ -30,6 +30,7 @@ use super::origin::original_dst;
 use super::parse_errors::TagParseErrors;
 use super::table::ListenerRoutes;
 use crate::body::Body;
+use crate::clock;
 use crate::config::settings::ListenerSettings;
 use crate::error::BoxError;
 
@@ -71,7 +72,7 @@ impl Servers {
     pub(crate) fn new(limits: Limits) -> Self {
         let mut http1 = http1::Builder::new();
         http1
-            .timer(TokioTimer::new())
+            .timer(clock::Timer::default())
             .header_read_timeout(limits.header_read_timeout)
             .keep_alive(true)
             // One copy of head and (small) body into one buffer and one write:
@@ -83,7 +84,7 @@ impl Servers {
             .max_buf_size((limits.max_header_bytes + 16 * 1024).max(8192));
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
-            .timer(TokioTimer::new())
+            .timer(clock::Timer::default())
             .max_header_list_size(u32::try_from(limits.max_header_bytes + 16 * 1024).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(Duration::from_secs(30)));
         Servers { http1, http2, header_read_timeout: limits.header_read_timeout }
@@ -299,6 +300,8 @@ impl<C: GracefulConnection> Future for UntilDrained<'_, C> {
     type Output = Result<(), C::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Every reading of the time in this poll is one reading.
+        let _frozen = clock::frozen();
         let mut this = self.project();
         if !*this.draining {
             this.watch.task.register(cx.waker());

@@ -227,7 +227,7 @@ impl Pool {
         if conn.is_closed() {
             return;
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut idle = self.idle.lock().expect("pool lock");
         // The oldest is first: drop the expired prefix.
         let expired = idle.iter().take_while(|e| now.duration_since(e.since) >= self.settings.idle_timeout).count();

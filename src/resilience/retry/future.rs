@@ -22,6 +22,7 @@ use super::replay::{Buffering, Replay};
 use super::service::Shared;
 use crate::balance::{served_by, AvoidEndpoint};
 use crate::body::Body;
+use crate::clock;
 use crate::error::{BoxError, Refusal, ATTEMPTS_HEADER, ERROR_HEADER};
 
 const ATTEMPTS: HeaderName = HeaderName::from_static(ATTEMPTS_HEADER);
@@ -150,7 +151,7 @@ impl<S> Attempts<S> {
         let mut rng = fastrand::Rng::new();
         self.shared
             .policy
-            .decide(result, self.tries, Instant::now(), self.deadline, &mut rng, || budget.is_none_or(Budget::withdraw))
+            .decide(result, self.tries, clock::now(), self.deadline, &mut rng, || budget.is_none_or(Budget::withdraw))
     }
 
     /// The final result, marked with the tries it took.

@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use http::{Request, Response};
 use prometheus::IntCounter;
 
@@ -15,6 +13,7 @@ use super::future::{Attempts, Phase, ResponseFuture};
 use super::policy::Policy;
 use super::replay::{self, Replay, Start};
 use crate::body::Body;
+use crate::clock;
 use crate::error::BoxError;
 
 /// What every request of one (route, cluster) stack shares.
@@ -68,7 +67,7 @@ where
         // Every request earns the route a fraction of a retry. The clock is
         // read once, for the budget and the retry deadline both.
         let mut read = None;
-        let mut now = || *read.get_or_insert_with(Instant::now);
+        let mut now = || *read.get_or_insert_with(clock::now);
         if let Some(budget) = &shared.budget {
             budget.deposit_at(now());
         }

@@ -2,16 +2,24 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::thread::LocalKey;
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
+use crate::clock;
 use crate::error::{BoxError, Refusal};
+use crate::scoped::Scoped;
 
 /// What tokio makes of a deadline too far away to represent.
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// The deadline `timeout` from now (a deadline past what an `Instant`
+/// holds is, as tokio makes it, about thirty years away).
+fn ends_after(timeout: Duration) -> Instant {
+    let now = clock::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + FAR_FUTURE)
+}
 
 /// Fails a request that has not answered within its time.
 #[derive(Debug, Clone)]
@@ -64,14 +72,10 @@ where
         match self.timeout {
             // The timer is made when first needed, for the earliest time
             // asked for: made for the deadline, it would be moved at once.
-            Some(timeout) if self.carries => {
-                // (A deadline past what an `Instant` holds is, as tokio
-                // makes it, about thirty years away.)
-                let now = Instant::now();
-                let ends = now.checked_add(timeout).unwrap_or_else(|| now + FAR_FUTURE);
-                TimeoutFuture { inner, sleep: None, ends: Some(ends) }
+            Some(timeout) if self.carries => TimeoutFuture { inner, sleep: None, ends: Some(ends_after(timeout)) },
+            timeout => {
+                TimeoutFuture { inner, sleep: timeout.map(|t| tokio::time::sleep_until(ends_after(t))), ends: None }
             }
-            timeout => TimeoutFuture { inner, sleep: timeout.map(tokio::time::sleep), ends: None },
         }
     }
 }
@@ -199,27 +203,6 @@ thread_local! {
 /// drop without an outcome.
 pub fn cutting_off() -> bool {
     CUTTING_OFF.with(Cell::get)
-}
-
-/// A thread-local set for a scope: the value before comes back when the
-/// guard drops, even if what ran in the scope panicked (the cutting-off
-/// flag while a timeout drops its future; collection while a carrying
-/// timeout polls).
-struct Scoped<T: Copy + 'static> {
-    cell: &'static LocalKey<Cell<T>>,
-    before: T,
-}
-
-impl<T: Copy + 'static> Scoped<T> {
-    fn set(cell: &'static LocalKey<Cell<T>>, value: T) -> Self {
-        Scoped { cell, before: cell.with(|c| c.replace(value)) }
-    }
-}
-
-impl<T: Copy + 'static> Drop for Scoped<T> {
-    fn drop(&mut self) {
-        self.cell.with(|c| c.set(self.before));
-    }
 }
 
 #[cfg(test)]
