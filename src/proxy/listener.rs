@@ -7,12 +7,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use futures_util::task::AtomicWaker;
 use http::HeaderValue;
 use hyper::body::Incoming;
 use hyper::rt::bounds::Http2ServerConnExec;
@@ -254,9 +253,9 @@ async fn serve_connection(
 /// Serves `conn` to its end; once `drain` fires, lets the request in
 /// flight finish and then closes.
 fn until_drained<C: GracefulConnection>(conn: C, drain: &CancellationToken) -> UntilDrained<'_, C> {
-    let watch = Arc::new(DrainWatch { fired: AtomicBool::new(true), task: AtomicWaker::new() });
+    let watch = Arc::new(DrainWatch { fired: AtomicBool::new(true), task: Mutex::new(None) });
     let waker = Waker::from(Arc::clone(&watch));
-    UntilDrained { conn, drained: drain.cancelled(), watch, waker, draining: false }
+    UntilDrained { conn, drained: drain.cancelled(), watch, waker, told: None, draining: false }
 }
 
 pin_project! {
@@ -274,6 +273,10 @@ pin_project! {
         // the token's lock to look at a waker that had not changed.
         watch: Arc<DrainWatch>,
         waker: Waker,
+        // The task's waker the watch holds: a task's waker does not change
+        // from poll to poll, so it is handed over once, not re-registered
+        // (two atomic swaps) on every poll.
+        told: Option<Waker>,
         draining: bool,
     }
 }
@@ -282,7 +285,8 @@ pin_project! {
 struct DrainWatch {
     /// The drain future may be ready: poll it (set at first, to register).
     fired: AtomicBool,
-    task: AtomicWaker,
+    /// The connection's task.
+    task: Mutex<Option<Waker>>,
 }
 
 impl Wake for DrainWatch {
@@ -292,7 +296,9 @@ impl Wake for DrainWatch {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.fired.store(true, Ordering::Release);
-        self.task.wake();
+        if let Some(task) = self.task.lock().expect("drain watch lock").as_ref() {
+            task.wake_by_ref();
+        }
     }
 }
 
@@ -304,7 +310,10 @@ impl<C: GracefulConnection> Future for UntilDrained<'_, C> {
         let _frozen = clock::frozen();
         let mut this = self.project();
         if !*this.draining {
-            this.watch.task.register(cx.waker());
+            if !this.told.as_ref().is_some_and(|told| told.will_wake(cx.waker())) {
+                let task = this.told.insert(cx.waker().clone());
+                *this.watch.task.lock().expect("drain watch lock") = Some(task.clone());
+            }
             if this.watch.fired.load(Ordering::Relaxed)
                 && this.watch.fired.swap(false, Ordering::Acquire)
                 && this.drained.poll(&mut Context::from_waker(this.waker)).is_ready()
