@@ -19,7 +19,7 @@ use super::budget::Budget;
 use super::head::KeptHead;
 use super::policy::Decision;
 use super::replay::{Buffering, Replay};
-use super::service::Shared;
+use super::service::Stack;
 use crate::balance::{served_by, AvoidEndpoint};
 use crate::body::Body;
 use crate::clock;
@@ -59,9 +59,11 @@ impl<S, F> ResponseFuture<S, F> {
 
 /// One retryable request's progress.
 pub(super) struct Attempts<S> {
-    /// The service for the next try (polled ready before each retry).
-    svc: S,
-    shared: Arc<Shared>,
+    /// The service for the next try: the ready one while the body is
+    /// read, else a clone of the stack's, made for the first retry (and
+    /// polled ready before each).
+    svc: Option<S>,
+    stack: Arc<Stack<S>>,
     phase: Phase,
     /// The request's own head, until the first try takes it.
     first: Option<Parts>,
@@ -93,16 +95,16 @@ impl<S> Attempts<S> {
     /// `now`: when the request reached the layer (the route deadline
     /// counts from it).
     pub(super) fn new(
-        svc: S,
-        shared: Arc<Shared>,
+        svc: Option<S>,
+        stack: Arc<Stack<S>>,
         parts: Parts,
         body: Option<Bytes>,
         phase: Phase,
         now: impl FnOnce() -> Instant,
     ) -> Self {
-        let deadline = shared.route_timeout.map(|t| now() + t);
+        let deadline = stack.shared.route_timeout.map(|t| now() + t);
         let kept = KeptHead::of(&parts);
-        Attempts { svc, shared, phase, first: Some(parts), kept, body, tries: 0, deadline, avoid: None }
+        Attempts { svc, stack, phase, first: Some(parts), kept, body, tries: 0, deadline, avoid: None }
     }
 
     /// The first try: the request's own head, with the kept body, or with
@@ -121,11 +123,11 @@ impl<S> Attempts<S> {
     /// that just failed.
     fn retry_request(&mut self) -> Request<Body> {
         let mut req = self.kept.request(Body::from(self.body.clone().unwrap_or_default()));
-        self.shared.retries.inc();
+        self.stack.shared.retries.inc();
         if let Some(addr) = self.avoid {
             req.extensions_mut().insert(AvoidEndpoint(addr));
         }
-        tracing::debug!(route = %self.shared.route, attempt = self.tries + 1, avoid = ?self.avoid, "retrying");
+        tracing::debug!(route = %self.stack.shared.route, attempt = self.tries + 1, avoid = ?self.avoid, "retrying");
         self.tries += 1;
         req
     }
@@ -144,12 +146,13 @@ impl<S> Attempts<S> {
     fn decide(&self, result: &Result<Response<Body>, BoxError>) -> Decision {
         // Most tries succeed: those are relayed without reading the clock
         // or seeding a random number generator.
-        if self.body.is_none() || !self.shared.policy.may_retry(result, self.tries) {
+        if self.body.is_none() || !self.stack.shared.policy.may_retry(result, self.tries) {
             return Decision::Relay;
         }
-        let budget = self.shared.budget.as_deref();
+        let budget = self.stack.shared.budget.as_deref();
         let mut rng = fastrand::Rng::new();
-        self.shared
+        self.stack
+            .shared
             .policy
             .decide(result, self.tries, clock::now(), self.deadline, &mut rng, || budget.is_none_or(Budget::withdraw))
     }
@@ -167,8 +170,8 @@ impl<S> Attempts<S> {
     /// A retry was due and the budget said no: the upstream's own response
     /// goes back, marked; a failure with no response becomes the refusal.
     fn exhausted(&self, result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
-        self.shared.exhausted.inc();
-        tracing::debug!(route = %self.shared.route, tries = self.tries, "retry budget exhausted");
+        self.stack.shared.exhausted.inc();
+        tracing::debug!(route = %self.stack.shared.route, tries = self.tries, "retry budget exhausted");
         match self.relay(result) {
             Ok(mut resp) => {
                 resp.headers_mut().insert(ERROR, HeaderValue::from_static(Refusal::RetryBudgetExhausted.token()));
@@ -190,7 +193,7 @@ fn attempts_value(n: u32) -> HeaderValue {
 
 impl<S, F, E> Future for ResponseFuture<S, F>
 where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Future = F, Error = E>,
+    S: tower::Service<Request<Body>, Response = Response<Body>, Future = F, Error = E> + Clone,
     F: Future<Output = Result<Response<Body>, E>>,
     E: Into<BoxError>,
 {
@@ -213,15 +216,18 @@ where
                     };
                     // The service was polled ready before `call`.
                     let req = a.first_request_read(replay);
-                    fut.set(Some(a.svc.call(req)));
+                    let svc = a.svc.as_mut().expect("the ready service is kept while the body is read");
+                    fut.set(Some(svc.call(req)));
                     a.phase = Phase::Calling;
                 }
                 Phase::Ready => {
-                    if let Err(e) = ready!(a.svc.poll_ready(cx)) {
+                    let svc = a.svc.get_or_insert_with(|| a.stack.inner.clone());
+                    if let Err(e) = ready!(svc.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
                     let req = a.retry_request();
-                    fut.set(Some(a.svc.call(req)));
+                    let svc = a.svc.as_mut().expect("polled ready just now");
+                    fut.set(Some(svc.call(req)));
                     a.phase = Phase::Calling;
                 }
                 Phase::Calling => {

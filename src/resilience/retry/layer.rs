@@ -61,7 +61,7 @@ impl RetryLayer {
     }
 }
 
-impl<S> tower::Layer<S> for RetryLayer {
+impl<S: Clone> tower::Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Retry<S> {

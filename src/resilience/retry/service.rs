@@ -33,17 +33,26 @@ pub(super) struct Shared {
     pub(super) route: String,
 }
 
+/// What a retryable request keeps: the route's shared state, and a
+/// service its retries are sent through (cloned only for a retry: the
+/// request holds one reference count, not the stack's several).
+pub(super) struct Stack<S> {
+    pub(super) shared: Arc<Shared>,
+    pub(super) inner: S,
+}
+
 /// Retries failed tries of `S` as a route's policy and budget allow.
 #[derive(Clone)]
 pub struct Retry<S> {
     inner: S,
     /// `None`: the route does not retry; every call passes straight through.
-    shared: Option<Arc<Shared>>,
+    stack: Option<Arc<Stack<S>>>,
 }
 
-impl<S> Retry<S> {
+impl<S: Clone> Retry<S> {
     pub(super) fn new(inner: S, shared: Option<Arc<Shared>>) -> Self {
-        Retry { inner, shared }
+        let stack = shared.map(|shared| Arc::new(Stack { shared, inner: inner.clone() }));
+        Retry { inner, stack }
     }
 }
 
@@ -61,9 +70,10 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let Some(shared) = &self.shared else {
+        let Some(stack) = &self.stack else {
             return ResponseFuture::once(self.inner.call(req));
         };
+        let shared = &stack.shared;
         // Every request earns the route a fraction of a retry. The clock is
         // read once, for the budget and the retry deadline both.
         let mut read = None;
@@ -80,8 +90,7 @@ where
                 ResponseFuture::once(self.inner.call(Request::from_parts(parts, body)))
             }
             Start::Ready(Replay::Buffered(bytes)) => {
-                let mut attempts =
-                    Attempts::new(self.inner.clone(), Arc::clone(shared), parts, Some(bytes), Phase::Calling, now);
+                let mut attempts = Attempts::new(None, Arc::clone(stack), parts, Some(bytes), Phase::Calling, now);
                 let fut = self.inner.call(attempts.first_request(None));
                 ResponseFuture::retrying(Some(fut), attempts)
             }
@@ -89,7 +98,8 @@ where
                 // The ready service makes the first try once the body is read.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                let attempts = Attempts::new(ready, Arc::clone(shared), parts, None, Phase::Buffering(buffering), now);
+                let attempts =
+                    Attempts::new(Some(ready), Arc::clone(stack), parts, None, Phase::Buffering(buffering), now);
                 ResponseFuture::retrying(None, attempts)
             }
         }
