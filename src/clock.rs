@@ -56,7 +56,11 @@ pub struct Timer(hyper_util::rt::TokioTimer);
 
 impl hyper::rt::Timer for Timer {
     fn sleep(&self, duration: std::time::Duration) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(self.now() + duration)
+        match self.now().checked_add(duration) {
+            Some(deadline) => self.sleep_until(deadline),
+            // Past what an `Instant` holds: tokio's own sleep saturates.
+            None => self.0.sleep(duration),
+        }
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
@@ -98,5 +102,15 @@ mod tests {
         let after = now();
         tokio::time::advance(std::time::Duration::from_millis(5)).await;
         assert_eq!(now() - after, std::time::Duration::from_millis(5), "live again");
+    }
+
+    /// hyper's timer with a sleep too long for an `Instant` (a huge
+    /// configured timeout) sleeps "forever", as tokio's does, instead of
+    /// panicking.
+    #[tokio::test]
+    async fn a_sleep_past_what_an_instant_holds_does_not_panic() {
+        let _frozen = frozen();
+        let forever = hyper::rt::Timer::sleep(&Timer::default(), std::time::Duration::MAX);
+        assert!(futures_util::poll!(forever).is_pending());
     }
 }
