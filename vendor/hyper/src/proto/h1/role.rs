@@ -1152,7 +1152,16 @@ impl Http1Transaction for Client {
                 // noted as they pass so `decoder` need not look them up.
                 match name {
                     header::TRANSFER_ENCODING => framing.transfer_encoding = true,
-                    header::CONTENT_LENGTH => framing.content_length = true,
+                    header::CONTENT_LENGTH => {
+                        // A second line clears the length: `decoder`
+                        // then checks every value, as it always did.
+                        framing.length = if framing.content_length {
+                            None
+                        } else {
+                            headers::content_length_parse(&value)
+                        };
+                        framing.content_length = true;
+                    }
                     _ => {}
                 }
                 if let header::CONNECTION = name {
@@ -1313,6 +1322,8 @@ impl Http1Transaction for Client {
 struct Framing {
     transfer_encoding: bool,
     content_length: bool,
+    /// The length, when one `Content-Length` line of digits alone gave it.
+    length: Option<u64>,
 }
 
 #[cfg(feature = "client")]
@@ -1379,6 +1390,10 @@ impl Client {
                 trace!("not chunked, read till eof");
                 Ok(Some((DecodedLength::CLOSE_DELIMITED, false)))
             }
+        } else if let Some(len) = framing.length {
+            // Outrigger patch: the one length noted while parsing, without
+            // looking the header up again.
+            Ok(Some((DecodedLength::checked_new(len)?, false)))
         } else if let Some(len) = headers::content_length_parse_all(&inc.headers) {
             Ok(Some((DecodedLength::checked_new(len)?, false)))
         } else if inc.headers.contains_key(header::CONTENT_LENGTH) {
@@ -2434,6 +2449,37 @@ mod tests {
             "\
              HTTP/1.1 200 OK\r\n\
              content-length: +8\r\n\
+             \r\n\
+             ",
+        );
+
+        // Outrigger patch 9: a length not of digits alone, or given twice,
+        // is still checked whole.
+        assert_eq!(
+            parse(
+                "\
+                 HTTP/1.1 200 OK\r\n\
+                 content-length: 8, 8\r\n\
+                 \r\n\
+                 "
+            )
+            .decode,
+            DecodedLength::new(8)
+        );
+
+        parse_err(
+            "\
+             HTTP/1.1 200 OK\r\n\
+             content-length: 8\r\n\
+             content-length: 8, 9\r\n\
+             \r\n\
+             ",
+        );
+
+        parse_err(
+            "\
+             HTTP/1.1 200 OK\r\n\
+             content-length: 99999999999999999999\r\n\
              \r\n\
              ",
         );
