@@ -11,6 +11,7 @@
 //! discovery, tests of one layer) [`now`] is the clock itself.
 
 use std::cell::Cell;
+use std::future::Future;
 
 use tokio::time::Instant;
 
@@ -47,6 +48,38 @@ pub fn now() -> Instant {
 /// that reading. Hold it only for one poll.
 pub fn frozen() -> impl Drop {
     Scoped::set(&NOW, Reading::Due)
+}
+
+/// hyper's executor for HTTP/2 streams, each a task of its own: every
+/// poll of one reads the time once, as a connection's task does.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Executor;
+
+impl<F> hyper::rt::Executor<F> for Executor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(Frozen { fut });
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Polls `fut` with the time frozen for the poll.
+    struct Frozen<F> {
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F: Future> Future for Frozen<F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let _frozen = frozen();
+        self.project().fut.poll(cx)
+    }
 }
 
 /// hyper's timer (header-read timeouts, keep-alive), telling the time by
@@ -102,6 +135,18 @@ mod tests {
         let after = now();
         tokio::time::advance(std::time::Duration::from_millis(5)).await;
         assert_eq!(now() - after, std::time::Duration::from_millis(5), "live again");
+    }
+
+    /// A task hyper's executor spawns polls with the time frozen.
+    #[tokio::test]
+    async fn executor_tasks_read_the_time_once_per_poll() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        hyper::rt::Executor::execute(&Executor, async move {
+            let first = now();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            tx.send(now() == first).unwrap();
+        });
+        assert!(rx.await.unwrap(), "the second reading was the first");
     }
 
     /// hyper's timer with a sleep too long for an `Instant` (a huge

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::rt::bounds::Http2ServerConnExec;
 use hyper::server::conn::{http1, http2};
 use hyper::service::HttpService;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulConnection;
 use pin_project_lite::pin_project;
 use tokio::net::{TcpListener, TcpStream};
@@ -62,7 +62,7 @@ impl From<&ListenerSettings> for Limits {
 /// for the admin server).
 pub(crate) struct Servers {
     http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
+    http2: http2::Builder<clock::Executor>,
     /// Also bounds the wait for a new connection's first bytes.
     header_read_timeout: Duration,
 }
@@ -81,7 +81,7 @@ impl Servers {
             // hyper answers 431 itself past this; our own check below it adds
             // the x-outrigger-error header for the common case.
             .max_buf_size((limits.max_header_bytes + 16 * 1024).max(8192));
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        let mut http2 = http2::Builder::new(clock::Executor);
         http2
             .timer(clock::Timer::default())
             .max_header_list_size(u32::try_from(limits.max_header_bytes + 16 * 1024).unwrap_or(u32::MAX))
@@ -129,7 +129,7 @@ impl Servers {
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
         S: HttpService<Incoming, ResBody = Body>,
         S::Error: Into<BoxError>,
-        TokioExecutor: Http2ServerConnExec<S::Future, Body>,
+        clock::Executor: Http2ServerConnExec<S::Future, Body>,
     {
         match protocol {
             Protocol::Http1 => until_drained(self.http1.serve_connection(io, svc), drain).await,
