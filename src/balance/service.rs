@@ -99,14 +99,7 @@ impl tower::Service<Request<Body>> for Balance {
         let start = clock::now();
         let try_deadline = self.per_try.map(|t| start + t);
         let on_endpoint = OnEndpoint::new(endpoint, Arc::clone(cluster), start);
-        Box::pin(Try {
-            send: pool.send_at(req, start),
-            deadline: try_deadline,
-            own: None,
-            polled: false,
-            on_endpoint,
-            address,
-        })
+        Box::pin(Try { send: pool.send_at(req, start), deadline: try_deadline, own: None, on_endpoint, address })
     }
 }
 
@@ -125,8 +118,6 @@ pin_project! {
         // The try's own timer, when no route timeout carries the deadline
         // (rare: boxed, to keep every try's future small).
         own: Option<Pin<Box<Sleep>>>,
-        // Polled before: the deadline may have passed since.
-        polled: bool,
         on_endpoint: OnEndpoint,
         address: SocketAddr,
     }
@@ -145,7 +136,7 @@ where
         let result = match this.send.poll(cx) {
             Poll::Ready(result) => result,
             Poll::Pending => match *this.deadline {
-                Some(deadline) if passed(deadline, this.own, this.polled, cx) => Err(Refusal::Timeout.into()),
+                Some(deadline) if passed(deadline, this.own, cx) => Err(Refusal::Timeout.into()),
                 _ => return Poll::Pending,
             },
         };
@@ -159,13 +150,13 @@ where
 /// Whether a try's `deadline` has passed; if not, a wake-up for it is
 /// arranged: on the route timeout's timer when one carries it, else on
 /// the try's `own`.
-fn passed(deadline: Instant, own: &mut Option<Pin<Box<Sleep>>>, polled: &mut bool, cx: &mut Context<'_>) -> bool {
+fn passed(deadline: Instant, own: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
     if let Some(sleep) = own {
         return sleep.as_mut().poll(cx).is_ready();
     }
-    // A first poll comes right after the deadline was set: only a later
-    // one reads the clock.
-    if std::mem::replace(polled, true) && clock::now() >= deadline {
+    // (In the poll that set the deadline, the time is that poll's one
+    // reading: no clock is read.)
+    if clock::now() >= deadline {
         return true;
     }
     if wake_at(deadline) {

@@ -312,7 +312,7 @@ struct Run {
 
 impl Run {
     fn new(slot: Slot) -> Self {
-        let start = slot.bulkhead.adaptive.is_some().then(Instant::now);
+        let start = slot.bulkhead.adaptive.is_some().then(crate::clock::now);
         Run { slot: Some(slot), start }
     }
 

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::state::{Admission, Machine, State};
 use super::CircuitBreakerSettings;
 use crate::body::Body;
+use crate::clock;
 use crate::error::{outcome, BoxError, Refusal};
 use crate::metrics::Metrics;
 use crate::proxy::state::Scope;
@@ -83,14 +84,14 @@ impl CircuitBreaker {
     /// and a closed breaker admits without taking the lock.
     fn admit(&self) -> (Admission, Option<Instant>) {
         if self.closed.load(Ordering::Relaxed) {
-            return (Admission::Allowed { probe: false }, self.timed.then(Instant::now));
+            return (Admission::Allowed { probe: false }, self.timed.then(clock::now));
         }
         let mut read = None;
-        let (admission, changed) = self.change(|m| m.admit_with(|| *read.get_or_insert_with(Instant::now)));
+        let (admission, changed) = self.change(|m| m.admit_with(|| *read.get_or_insert_with(clock::now)));
         if let Some(s) = changed {
             self.changed(s);
         }
-        let start = self.timed.then(|| read.unwrap_or_else(Instant::now));
+        let start = self.timed.then(|| read.unwrap_or_else(clock::now));
         (admission, start)
     }
 
@@ -99,7 +100,7 @@ impl CircuitBreaker {
             return;
         }
         let mut read = None;
-        let mut now = || *read.get_or_insert_with(Instant::now);
+        let mut now = || *read.get_or_insert_with(clock::now);
         let took = start.map_or(Duration::ZERO, |s| now().saturating_duration_since(s));
         let jitter = 0.9 + fastrand::f64() * 0.2;
         let changed = self.change(|m| m.record_with(now, probe, outcome, took, jitter));

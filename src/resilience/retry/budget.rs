@@ -67,16 +67,10 @@ impl Budget {
 
     /// Counts one original request.
     pub fn deposit(&self) {
-        self.deposit_at(Instant::now());
-    }
-
-    /// Counts one original request that arrived at `now` (a clock the
-    /// caller read anyway).
-    pub fn deposit_at(&self, now: Instant) {
         if self.deposit == 0 {
             return;
         }
-        let mut ring = self.ring_at(now);
+        let mut ring = self.ring();
         let head = ring.head;
         ring.slots[head] += self.deposit;
     }
@@ -100,12 +94,8 @@ impl Budget {
 
     /// The ring, with buckets older than the window cleared.
     fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
-        self.ring_at(Instant::now())
-    }
-
-    fn ring_at(&self, now: Instant) -> std::sync::MutexGuard<'_, Ring> {
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        ring.advance(now, self.slot);
+        ring.advance(crate::clock::now(), self.slot);
         ring
     }
 }

@@ -94,15 +94,8 @@ pub(super) enum Phase {
 impl<S> Attempts<S> {
     /// `now`: when the request reached the layer (the route deadline
     /// counts from it).
-    pub(super) fn new(
-        svc: Option<S>,
-        stack: Arc<Stack<S>>,
-        parts: Parts,
-        body: Option<Bytes>,
-        phase: Phase,
-        now: impl FnOnce() -> Instant,
-    ) -> Self {
-        let deadline = stack.shared.route_timeout.map(|t| now() + t);
+    pub(super) fn new(svc: Option<S>, stack: Arc<Stack<S>>, parts: Parts, body: Option<Bytes>, phase: Phase) -> Self {
+        let deadline = stack.shared.route_timeout.map(|t| clock::now() + t);
         let kept = KeptHead::of(&parts);
         Attempts { svc, stack, phase, first: Some(parts), kept, body, tries: 0, deadline, avoid: None }
     }

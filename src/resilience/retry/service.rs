@@ -13,7 +13,6 @@ use super::future::{Attempts, Phase, ResponseFuture};
 use super::policy::Policy;
 use super::replay::{self, Replay, Start};
 use crate::body::Body;
-use crate::clock;
 use crate::error::BoxError;
 
 /// What every request of one (route, cluster) stack shares.
@@ -74,12 +73,9 @@ where
             return ResponseFuture::once(self.inner.call(req));
         };
         let shared = &stack.shared;
-        // Every request earns the route a fraction of a retry. The clock is
-        // read once, for the budget and the retry deadline both.
-        let mut read = None;
-        let mut now = || *read.get_or_insert_with(clock::now);
+        // Every request earns the route a fraction of a retry.
         if let Some(budget) = &shared.budget {
-            budget.deposit_at(now());
+            budget.deposit();
         }
         if !shared.policy.retries_method(req.method()) {
             return ResponseFuture::once(self.inner.call(req));
@@ -90,7 +86,7 @@ where
                 ResponseFuture::once(self.inner.call(Request::from_parts(parts, body)))
             }
             Start::Ready(Replay::Buffered(bytes)) => {
-                let mut attempts = Attempts::new(None, Arc::clone(stack), parts, Some(bytes), Phase::Calling, now);
+                let mut attempts = Attempts::new(None, Arc::clone(stack), parts, Some(bytes), Phase::Calling);
                 let fut = self.inner.call(attempts.first_request(None));
                 ResponseFuture::retrying(Some(fut), attempts)
             }
@@ -98,8 +94,7 @@ where
                 // The ready service makes the first try once the body is read.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                let attempts =
-                    Attempts::new(Some(ready), Arc::clone(stack), parts, None, Phase::Buffering(buffering), now);
+                let attempts = Attempts::new(Some(ready), Arc::clone(stack), parts, None, Phase::Buffering(buffering));
                 ResponseFuture::retrying(None, attempts)
             }
         }
