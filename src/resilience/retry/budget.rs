@@ -14,8 +14,13 @@
 //! positive window works.
 //!
 //! The window is a ring of [`SLOTS`] buckets; one short mutex guards it
-//! (ten integers to add up, never held across an await).
+//! (ten integers to add up, never held across an await). Every request
+//! deposits, so a deposit made while the head bucket is current takes no
+//! lock: it is added to `pending`, which the ring takes into the head
+//! bucket the next time it is locked (by a retry, a read, or the first
+//! deposit after the head bucket's time).
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -35,6 +40,14 @@ const TOKEN: i64 = 1000;
 #[derive(Debug)]
 pub struct Budget {
     ring: Mutex<Ring>,
+    /// Deposits made in the head bucket's time, not yet in its count.
+    /// (One that races the ring moving on is counted in the next bucket:
+    /// it expires up to one bucket late.)
+    pending: AtomicI64,
+    /// When the head bucket's time ends, in nanoseconds after `origin`:
+    /// deposits before it go to `pending`.
+    head_ends: AtomicU64,
+    origin: Instant,
     /// Thousandths of a token each request deposits (`ratio * 1000`).
     deposit: i64,
     /// Thousandths of a token always available (`min_per_second * window`).
@@ -57,8 +70,13 @@ impl Budget {
     /// A fresh budget: only the reserve in it.
     pub fn new(settings: &BudgetSettings) -> Self {
         let window = settings.window.max(Duration::from_millis(SLOTS as u64));
+        let origin = Instant::now();
         Budget {
-            ring: Mutex::new(Ring { slots: [0; SLOTS], head: 0, head_start: Instant::now() }),
+            ring: Mutex::new(Ring { slots: [0; SLOTS], head: 0, head_start: origin }),
+            pending: AtomicI64::new(0),
+            // The ring's first lock sets it.
+            head_ends: AtomicU64::new(0),
+            origin,
             deposit: (settings.ratio * TOKEN as f64).round() as i64,
             reserve: (f64::from(settings.min_per_second) * window.as_secs_f64() * TOKEN as f64).round() as i64,
             slot: window / SLOTS as u32,
@@ -68,6 +86,10 @@ impl Budget {
     /// Counts one original request.
     pub fn deposit(&self) {
         if self.deposit == 0 {
+            return;
+        }
+        if self.nanos(crate::clock::now()) < self.head_ends.load(Ordering::Acquire) {
+            self.pending.fetch_add(self.deposit, Ordering::Relaxed);
             return;
         }
         let mut ring = self.ring();
@@ -92,11 +114,20 @@ impl Budget {
         (self.reserve + ring.slots.iter().sum::<i64>()) as f64 / TOKEN as f64
     }
 
-    /// The ring, with buckets older than the window cleared.
+    /// The ring, with the pending deposits in its head bucket and buckets
+    /// older than the window cleared.
     fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let head = ring.head;
+        ring.slots[head] += self.pending.swap(0, Ordering::Relaxed);
         ring.advance(crate::clock::now(), self.slot);
+        self.head_ends.store(self.nanos(ring.head_start + self.slot), Ordering::Release);
         ring
+    }
+
+    /// `at` in nanoseconds after `origin` (saturating: ~584 years).
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
