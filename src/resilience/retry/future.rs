@@ -57,17 +57,18 @@ impl<S, F> ResponseFuture<S, F> {
     }
 }
 
-/// One retryable request's progress.
+/// One retryable request's progress. Kept small (it is allocated for every
+/// retryable request and moved as the try starts): what only a request
+/// whose body is still being read needs is boxed apart, in [`Unread`].
 pub(super) struct Attempts<S> {
-    /// The service for the next try: the ready one while the body is
-    /// read, else a clone of the stack's, made for the first retry (and
-    /// polled ready before each).
+    /// The service for the retries: the one that made the first try when
+    /// the body was read first, else a clone of the stack's, made for the
+    /// first retry (and polled ready before each).
     svc: Option<S>,
     stack: Arc<Stack<S>>,
-    phase: Phase,
-    /// The request's own head, until the first try takes it.
-    first: Option<Parts>,
-    /// A copy of it, for the retries.
+    phase: Phase<S>,
+    /// A copy of the request's head, for the retries (the first try takes
+    /// the head itself).
     kept: KeptHead,
     /// The body every try sends; `None` once it is known not to replay.
     body: Option<Bytes>,
@@ -80,9 +81,9 @@ pub(super) struct Attempts<S> {
 }
 
 /// Where a retryable request is.
-pub(super) enum Phase {
-    /// Reading the body before the first try (the service is ready).
-    Buffering(Buffering),
+enum Phase<S> {
+    /// Reading the body before the first try.
+    Buffering(Box<Unread<S>>),
     /// Waiting for the service to be ready for a retry.
     Ready,
     /// A try is in flight.
@@ -91,19 +92,36 @@ pub(super) enum Phase {
     Backoff,
 }
 
+/// A request whose body is read before its first try.
+struct Unread<S> {
+    body: Buffering,
+    /// The request's head, for the first try.
+    parts: Parts,
+    /// The service, polled ready before `call`, that makes the first try.
+    svc: S,
+}
+
 impl<S> Attempts<S> {
-    /// `now`: when the request reached the layer (the route deadline
-    /// counts from it).
-    pub(super) fn new(svc: Option<S>, stack: Arc<Stack<S>>, parts: Parts, body: Option<Bytes>, phase: Phase) -> Self {
+    /// A retryable request with head `parts` and a body already kept,
+    /// reaching the layer now (the route deadline counts from it); its
+    /// first try is made at once ([`Attempts::first_request`]).
+    pub(super) fn new(stack: Arc<Stack<S>>, parts: &Parts, body: Option<Bytes>) -> Self {
         let deadline = stack.shared.route_timeout.map(|t| clock::now() + t);
-        let kept = KeptHead::of(&parts);
-        Attempts { svc, stack, phase, first: Some(parts), kept, body, tries: 0, deadline, avoid: None }
+        let kept = KeptHead::of(parts);
+        Attempts { svc: None, stack, phase: Phase::Calling, kept, body, tries: 0, deadline, avoid: None }
+    }
+
+    /// A retryable request whose body must be read before its first try,
+    /// which `svc` (polled ready) then makes.
+    pub(super) fn reading(stack: Arc<Stack<S>>, parts: Parts, body: Buffering, svc: S) -> Self {
+        let mut attempts = Attempts::new(stack, &parts, None);
+        attempts.phase = Phase::Buffering(Box::new(Unread { body, parts, svc }));
+        attempts
     }
 
     /// The first try: the request's own head, with the kept body, or with
     /// `streamed` (a body too large to keep, which rules out a retry).
-    pub(super) fn first_request(&mut self, streamed: Option<Body>) -> Request<Body> {
-        let parts = self.first.take().expect("the first try takes the request's head");
+    pub(super) fn first_request(&mut self, parts: Parts, streamed: Option<Body>) -> Request<Body> {
         self.tries = 1;
         let body = match streamed {
             Some(body) => body,
@@ -126,13 +144,13 @@ impl<S> Attempts<S> {
     }
 
     /// The first request once the body is read: replayable or not.
-    fn first_request_read(&mut self, replay: Replay) -> Request<Body> {
+    fn first_request_read(&mut self, parts: Parts, replay: Replay) -> Request<Body> {
         match replay {
             Replay::Buffered(bytes) => {
                 self.body = Some(bytes);
-                self.first_request(None)
+                self.first_request(parts, None)
             }
-            Replay::Streamed(body) => self.first_request(Some(body)),
+            Replay::Streamed(body) => self.first_request(parts, Some(body)),
         }
     }
 
@@ -202,16 +220,19 @@ where
         };
         loop {
             match &mut a.phase {
-                Phase::Buffering(body) => {
-                    let replay = match ready!(body.poll(cx)) {
+                Phase::Buffering(unread) => {
+                    let replay = match ready!(unread.body.poll(cx)) {
                         Ok(replay) => replay,
                         Err(e) => return Poll::Ready(Err(e)),
                     };
-                    // The service was polled ready before `call`.
-                    let req = a.first_request_read(replay);
-                    let svc = a.svc.as_mut().expect("the ready service is kept while the body is read");
-                    fut.set(Some(svc.call(req)));
-                    a.phase = Phase::Calling;
+                    let Phase::Buffering(unread) = std::mem::replace(&mut a.phase, Phase::Calling) else {
+                        unreachable!("matched just above")
+                    };
+                    let Unread { parts, svc, .. } = *unread;
+                    let req = a.first_request_read(parts, replay);
+                    // The service was polled ready before `call`; it
+                    // serves the retries too.
+                    fut.set(Some(a.svc.insert(svc).call(req)));
                 }
                 Phase::Ready => {
                     let svc = a.svc.get_or_insert_with(|| a.stack.inner.clone());

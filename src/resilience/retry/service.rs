@@ -9,7 +9,7 @@ use http::{Request, Response};
 use prometheus::IntCounter;
 
 use super::budget::Budget;
-use super::future::{Attempts, Phase, ResponseFuture};
+use super::future::{Attempts, ResponseFuture};
 use super::policy::Policy;
 use super::replay::{self, Replay, Start};
 use crate::body::Body;
@@ -86,15 +86,15 @@ where
                 ResponseFuture::once(self.inner.call(Request::from_parts(parts, body)))
             }
             Start::Ready(Replay::Buffered(bytes)) => {
-                let mut attempts = Attempts::new(None, Arc::clone(stack), parts, Some(bytes), Phase::Calling);
-                let fut = self.inner.call(attempts.first_request(None));
+                let mut attempts = Attempts::new(Arc::clone(stack), &parts, Some(bytes));
+                let fut = self.inner.call(attempts.first_request(parts, None));
                 ResponseFuture::retrying(Some(fut), attempts)
             }
             Start::Read(buffering) => {
                 // The ready service makes the first try once the body is read.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                let attempts = Attempts::new(Some(ready), Arc::clone(stack), parts, None, Phase::Buffering(buffering));
+                let attempts = Attempts::reading(Arc::clone(stack), parts, buffering, ready);
                 ResponseFuture::retrying(None, attempts)
             }
         }
