@@ -165,15 +165,23 @@ impl Receiver {
 
         self.shared.receiver_waker.register(cx.waker());
         let mut state = self.shared.state.lock().panic_if_poisoned();
+        // Outrigger patch: a sender that is gone (it sent the body's last
+        // chunk and was dropped) is not woken. Its waker stayed registered
+        // from its last `poll_ready`, so taking that chunk woke the
+        // connection's task for nothing: one task poll of every response
+        // whose body fits in one read.
         let wake_sender = if !state.want {
             state.want = true;
-            true
+            state.sender_open
         } else {
             false
         };
         if let Some(item) = state.item.take() {
+            let sender_open = state.sender_open;
             drop(state);
-            self.shared.sender_waker.wake();
+            if sender_open {
+                self.shared.sender_waker.wake();
+            }
             return Poll::Ready(Some(item));
         }
         if let Some(err) = state.pending_error.take() {
@@ -312,5 +320,40 @@ mod tests {
         assert!(rx.poll_next(&mut cx).is_pending());
         drop(tx);
         assert_eq!(wakes(), 2);
+    }
+
+    // Outrigger patch: the last chunk, taken after its sender is gone,
+    // wakes no one; taken while the sender is open, it wakes the sender
+    // (which may send the next).
+    #[test]
+    fn taking_a_chunk_wakes_only_an_open_sender() {
+        struct Count(AtomicUsize);
+
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
+        let sender = Arc::new(Count(AtomicUsize::new(0)));
+        let sender_waker = Waker::from(sender.clone());
+        let receiver_waker = futures_util::task::noop_waker();
+        let wakes = || sender.0.load(Ordering::Relaxed);
+
+        let (mut tx, mut rx) = channel(false);
+        assert!(tx.poll_ready(&mut Context::from_waker(&sender_waker)).is_ready());
+        tx.try_send_data(Bytes::from_static(b"last")).unwrap();
+        drop(tx);
+        let mut cx = Context::from_waker(&receiver_waker);
+        assert!(matches!(rx.poll_next(&mut cx), Poll::Ready(Some(Ok(_)))));
+        assert!(matches!(rx.poll_next(&mut cx), Poll::Ready(None)));
+        assert_eq!(wakes(), 0);
+
+        let (mut tx, mut rx) = channel(false);
+        assert!(tx.poll_ready(&mut Context::from_waker(&sender_waker)).is_ready());
+        tx.try_send_data(Bytes::from_static(b"more")).unwrap();
+        assert!(matches!(rx.poll_next(&mut cx), Poll::Ready(Some(Ok(_)))));
+        assert_eq!(wakes(), 1);
+        drop(tx);
     }
 }
