@@ -254,6 +254,16 @@ mod tests {
 
     use super::*;
 
+    /// Counts its wakes. (Outrigger patch: hoisted out of
+    /// `drop_wakes_only_an_open_peer` to serve the test of patch 10 too.)
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     async fn recv(rx: &mut Receiver) -> Option<Result<Bytes, crate::Error>> {
         futures_util::future::poll_fn(|cx| rx.poll_next(cx)).await
     }
@@ -284,14 +294,6 @@ mod tests {
 
     #[test]
     fn drop_wakes_only_an_open_peer() {
-        struct Count(AtomicUsize);
-
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
@@ -327,14 +329,6 @@ mod tests {
     // (which may send the next).
     #[test]
     fn taking_a_chunk_wakes_only_an_open_sender() {
-        struct Count(AtomicUsize);
-
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-
         let sender = Arc::new(Count(AtomicUsize::new(0)));
         let sender_waker = Waker::from(sender.clone());
         let receiver_waker = futures_util::task::noop_waker();
