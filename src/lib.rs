@@ -22,6 +22,7 @@
 //! - `demo`: small built-in upstreams for a first run.
 //! - `telemetry`: tracing setup.
 //! - `iptables`: the pod's redirect rules, applied or printed as a script.
+//! - `socket`: a TCP stream whose repeated not-ready reads are one atomic load.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -41,5 +42,6 @@ pub mod proxy;
 pub mod resilience;
 pub mod runtime;
 mod scoped;
+pub mod socket;
 pub mod telemetry;
 pub mod upstream;

@@ -32,6 +32,7 @@ use crate::body::Body;
 use crate::clock;
 use crate::config::settings::ListenerSettings;
 use crate::error::BoxError;
+use crate::socket::Socket;
 
 /// Connection-level limits of a listener.
 #[derive(Clone, Copy, Debug)]
@@ -240,7 +241,7 @@ async fn serve_connection(
         return;
     };
     let ctx = Arc::new(ctx);
-    let io = TokioIo::new(TagParseErrors::new(stream, Arc::clone(&ctx)));
+    let io = TokioIo::new(TagParseErrors::new(Socket::new(stream), Arc::clone(&ctx)));
     let svc = hyper::service::service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
         async move { Ok::<_, Infallible>(handle(&ctx, req).await) }

@@ -33,13 +33,14 @@ use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pin_project_lite::pin_project;
 use prometheus::IntCounter;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::time::Instant;
 
 use crate::body::Body;
 use crate::config::settings::{ClusterSettings, Protocol};
 use crate::error::BoxError;
 use crate::metrics::Metrics;
+use crate::socket::Socket;
 
 /// How a cluster's endpoints connect and keep connections.
 #[derive(Debug, Clone)]
@@ -274,7 +275,7 @@ impl Pool {
         self.shared.lock().map(|s| s.as_ref().is_some_and(|s| !s.conn.is_closed())).unwrap_or(false)
     }
 
-    async fn connect(&self) -> Result<TokioIo<TcpStream>, ConnectError> {
+    async fn connect(&self) -> Result<TokioIo<Socket>, ConnectError> {
         let err = |source| ConnectError { addr: self.addr, source };
         let socket = if self.addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(err)?;
         socket.set_keepalive(true).map_err(err)?;
@@ -286,7 +287,7 @@ impl Pool {
             opened.inc();
         }
         stream.set_nodelay(true).map_err(err)?;
-        Ok(TokioIo::new(stream))
+        Ok(TokioIo::new(Socket::new(stream)))
     }
 
     async fn connect_http1(&self) -> Result<http1::SendRequest<Outbound>, BoxError> {
