@@ -130,6 +130,12 @@ mod tests {
     }
 
     impl Count {
+        /// A count and the waker that counts into it.
+        fn waker() -> (Arc<Count>, Waker) {
+            let count = Arc::new(Count::default());
+            (Arc::clone(&count), Waker::from(count))
+        }
+
         /// Waits (the I/O driver runs meanwhile) until woken once.
         async fn woken(&self) {
             tokio::time::timeout(Duration::from_secs(10), self.woken.notified()).await.expect("never woken");
@@ -153,8 +159,7 @@ mod tests {
     #[tokio::test]
     async fn repeated_empty_reads_still_wake_when_bytes_come() {
         let (mut socket, mut peer) = pair().await;
-        let count = Arc::new(Count::default());
-        let waker = Waker::from(Arc::clone(&count));
+        let (count, waker) = Count::waker();
         let mut cx = Context::from_waker(&waker);
         let mut buf = [0u8; 16];
         for _ in 0..5 {
@@ -182,12 +187,10 @@ mod tests {
     #[tokio::test]
     async fn another_wakers_read_stores_its_own_waker() {
         let (mut socket, mut peer) = pair().await;
-        let (first, second) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let ((first, first_waker), (second, second_waker)) = (Count::waker(), Count::waker());
         let mut buf = [0u8; 16];
-        let waker = Waker::from(Arc::clone(&first));
-        assert!(poll_read(&mut socket, &mut Context::from_waker(&waker), &mut buf).is_pending());
-        let waker = Waker::from(Arc::clone(&second));
-        assert!(poll_read(&mut socket, &mut Context::from_waker(&waker), &mut buf).is_pending());
+        assert!(poll_read(&mut socket, &mut Context::from_waker(&first_waker), &mut buf).is_pending());
+        assert!(poll_read(&mut socket, &mut Context::from_waker(&second_waker), &mut buf).is_pending());
         peer.write_all(b"x").await.unwrap();
         second.woken().await;
         assert_eq!(first.wakes.load(Ordering::SeqCst), 0);
@@ -200,8 +203,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_refused_by_the_budget_does_not_park() {
         let (mut socket, mut peer) = pair().await;
-        let count = Arc::new(Count::default());
-        let waker = Waker::from(Arc::clone(&count));
+        let (count, waker) = Count::waker();
         let mut buf = [0u8; 16];
         let refused = std::future::poll_fn(|cx| {
             // Spend the budget.
