@@ -42,11 +42,6 @@ impl Socket {
         Socket { stream, waiting: None, parked: false }
     }
 
-    /// The stream.
-    pub fn get_ref(&self) -> &TcpStream {
-        &self.stream
-    }
-
     /// Whether a read now would find nothing, without reading, storing a
     /// waker or clearing readiness: the check's closure runs only when
     /// tokio has readiness recorded, and it returns `Ok`, which leaves the
