@@ -97,6 +97,16 @@ impl AsyncWrite for Socket {
     }
 }
 
+/// Two ends of a loopback TCP connection (the connecting one first), for
+/// tests of what runs over one.
+#[cfg(test)]
+pub(crate) async fn connected_pair() -> (TcpStream, TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,7 +115,6 @@ mod tests {
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
     use tokio::sync::Notify;
 
     use super::*;
@@ -138,9 +147,7 @@ mod tests {
     }
 
     async fn pair() -> (Socket, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
+        let (client, server) = connected_pair().await;
         (Socket::new(client), server)
     }
 

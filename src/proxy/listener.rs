@@ -330,15 +330,8 @@ impl<C: GracefulConnection> Future for UntilDrained<'_, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::socket::connected_pair as pair;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
-        (client, server)
-    }
 
     /// Every connection's task holds this future for the connection's
     /// life: HTTP/1 ones must not pay for HTTP/2's larger connection, nor
