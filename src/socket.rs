@@ -144,6 +144,12 @@ mod tests {
         async fn woken(&self) {
             tokio::time::timeout(Duration::from_secs(10), self.woken.notified()).await.expect("never woken");
         }
+
+        /// `peer` sends `bytes`; waits until they wake this count's waker.
+        async fn woken_by(&self, peer: &mut TcpStream, bytes: &[u8]) {
+            peer.write_all(bytes).await.unwrap();
+            self.woken().await;
+        }
     }
 
     async fn pair() -> (Socket, TcpStream) {
@@ -168,8 +174,7 @@ mod tests {
             assert!(poll_read(&mut socket, &mut cx, &mut buf).is_pending());
         }
         assert!(socket.parked, "the first not-ready read parked the socket");
-        peer.write_all(b"hello").await.unwrap();
-        count.woken().await;
+        count.woken_by(&mut peer, b"hello").await;
         assert_eq!(count.wakes.load(Ordering::SeqCst), 1);
         match poll_read(&mut socket, &mut cx, &mut buf) {
             Poll::Ready(Ok(n)) => assert_eq!(&buf[..n], b"hello"),
@@ -179,8 +184,7 @@ mod tests {
         // Waiting again, after a wake took the stored waker: stored anew.
         assert!(poll_read(&mut socket, &mut cx, &mut buf).is_pending());
         assert!(poll_read(&mut socket, &mut cx, &mut buf).is_pending());
-        peer.write_all(b"again").await.unwrap();
-        count.woken().await;
+        count.woken_by(&mut peer, b"again").await;
         assert_eq!(count.wakes.load(Ordering::SeqCst), 2);
     }
 
@@ -193,8 +197,7 @@ mod tests {
         let mut buf = [0u8; 16];
         assert!(poll_read(&mut socket, &mut Context::from_waker(&first_waker), &mut buf).is_pending());
         assert!(poll_read(&mut socket, &mut Context::from_waker(&second_waker), &mut buf).is_pending());
-        peer.write_all(b"x").await.unwrap();
-        second.woken().await;
+        second.woken_by(&mut peer, b"x").await;
         assert_eq!(first.wakes.load(Ordering::SeqCst), 0);
     }
 
@@ -221,8 +224,7 @@ mod tests {
         assert!(!socket.parked, "nothing stored, nothing to wait on");
         assert!(poll_read(&mut socket, &mut Context::from_waker(&waker), &mut buf).is_pending());
         assert!(socket.parked);
-        peer.write_all(b"x").await.unwrap();
-        count.woken().await;
+        count.woken_by(&mut peer, b"x").await;
         assert_eq!(count.wakes.load(Ordering::SeqCst), 2);
     }
 
@@ -237,7 +239,11 @@ mod tests {
         peer.write_all(b"pong").await.unwrap();
         drop(peer);
         let mut all = Vec::new();
-        socket.read_to_end(&mut all).await.unwrap();
+        // Bounded: a read that parked and missed its wake would hang here.
+        tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut all))
+            .await
+            .expect("the bytes and the end of stream arrive")
+            .unwrap();
         assert_eq!(all, b"pong");
     }
 }
