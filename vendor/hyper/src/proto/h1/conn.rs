@@ -53,6 +53,7 @@ where
             state: State {
                 allow_half_close: false,
                 cached_headers: None,
+                name_cache: Default::default(),
                 error: None,
                 keep_alive: KA::Busy,
                 method: None,
@@ -243,6 +244,7 @@ where
             cx,
             ParseContext {
                 cached_headers: &mut self.state.cached_headers,
+                name_cache: &mut self.state.name_cache,
                 req_method: &mut self.state.method,
                 h1_parser_config: self.state.h1_parser_config.clone(),
                 h1_max_headers: self.state.h1_max_headers,
@@ -949,6 +951,8 @@ struct State {
     allow_half_close: bool,
     /// Re-usable `HeaderMap` to reduce allocating new ones.
     cached_headers: Option<HeaderMap>,
+    /// Outrigger patch: the header names of the last message parsed.
+    name_cache: super::role::NameCache,
     /// If an error occurs when there wasn't a direct way to return it
     /// back to the user, this is set.
     error: Option<crate::Error>,

@@ -199,6 +199,7 @@ where
                 self.partial_len,
                 ParseContext {
                     cached_headers: parse_ctx.cached_headers,
+                    name_cache: parse_ctx.name_cache,
                     req_method: parse_ctx.req_method,
                     h1_parser_config: parse_ctx.h1_parser_config.clone(),
                     h1_max_headers: parse_ctx.h1_max_headers,
@@ -764,6 +765,7 @@ mod tests {
         futures_util::future::poll_fn(|cx| {
             let parse_ctx = ParseContext {
                 cached_headers: &mut None,
+                name_cache: &mut Default::default(),
                 req_method: &mut None,
                 h1_parser_config: Default::default(),
                 h1_max_headers: None,

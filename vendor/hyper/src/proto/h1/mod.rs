@@ -73,6 +73,8 @@ pub(crate) struct ParsedMessage<T> {
 
 pub(crate) struct ParseContext<'ctx> {
     cached_headers: &'ctx mut Option<HeaderMap>,
+    // Outrigger patch: the names this connection's last message had.
+    name_cache: &'ctx mut role::NameCache,
     req_method: &'ctx mut Option<Method>,
     h1_parser_config: ParserConfig,
     h1_max_headers: Option<usize>,

@@ -34,14 +34,116 @@ const AVERAGE_HEADER_SIZE: usize = 30; // totally scientific
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
 
 macro_rules! header_name {
-    ($bytes:expr) => {{
+    ($names:expr, $bytes:expr) => {{
         {
-            match HeaderName::from_bytes($bytes) {
+            match $names.next($bytes) {
                 Ok(name) => name,
                 Err(e) => maybe_panic!(e),
             }
         }
     }};
+}
+
+/// Outrigger patch: the header names of the last message a connection
+/// parsed, in order, each beside the bytes it was spelled with. A
+/// keep-alive peer sends the same names in the same order message after
+/// message, so a name spelled as last time at the same place is a compare
+/// and a clone, not a `HeaderName::from_bytes` (which lowercases, matches
+/// the standard names, and allocates a name that is not one of them).
+#[derive(Debug, Default)]
+pub(crate) struct NameCache {
+    /// The names as spelled, one after another.
+    spelled: Vec<u8>,
+    /// Per position: where its spelling ends in `spelled`, and the name.
+    names: Vec<(u16, HeaderName)>,
+}
+
+/// What one connection's cache keeps at most (a message with more, or
+/// longer, names is parsed as before past that point).
+const NAME_CACHE_NAMES: usize = 32;
+const NAME_CACHE_BYTES: usize = 1024;
+
+impl NameCache {
+    fn names(&mut self) -> Names<'_> {
+        Names {
+            cache: self,
+            index: 0,
+            at: 0,
+        }
+    }
+}
+
+/// One message's walk over a [`NameCache`], a name at a time.
+struct Names<'a> {
+    cache: &'a mut NameCache,
+    index: usize,
+    at: usize,
+}
+
+/// `a == b`, for the short slices header names are, without a call to
+/// `memcmp`: words compared in place, the last one overlapping.
+#[inline]
+fn same_spelling(a: &[u8], b: &[u8]) -> bool {
+    fn word(s: &[u8], at: usize) -> u64 {
+        u64::from_ne_bytes(s[at..at + 8].try_into().expect("8 bytes"))
+    }
+    fn half(s: &[u8], at: usize) -> u32 {
+        u32::from_ne_bytes(s[at..at + 4].try_into().expect("4 bytes"))
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0..=3 => a == b,
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => {
+            let mut at = 0;
+            while at + 8 < n {
+                if word(a, at) != word(b, at) {
+                    return false;
+                }
+                at += 8;
+            }
+            word(a, n - 8) == word(b, n - 8)
+        }
+    }
+}
+
+impl Names<'_> {
+    // Always inlined: a call and its returned `Result` cost as much as the
+    // comparison does.
+    #[inline(always)]
+    fn next(&mut self, bytes: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+        let index = self.index;
+        self.index += 1;
+        let cache = &mut *self.cache;
+        if let Some((end, name)) = cache.names.get(index) {
+            let end = usize::from(*end);
+            if cache
+                .spelled
+                .get(self.at..end)
+                .is_some_and(|spelled| same_spelling(spelled, bytes))
+            {
+                self.at = end;
+                return Ok(name.clone());
+            }
+            // A different name here: what was learned from here on is
+            // learned again from this message.
+            cache.names.truncate(index);
+            cache.spelled.truncate(self.at);
+        }
+        let name = HeaderName::from_bytes(bytes)?;
+        if cache.names.len() == index
+            && index < NAME_CACHE_NAMES
+            && self.at + bytes.len() <= NAME_CACHE_BYTES
+        {
+            cache.spelled.extend_from_slice(bytes);
+            self.at = cache.spelled.len();
+            cache.names.push((self.at as u16, name.clone()));
+        }
+        Ok(name)
+    }
 }
 /// construct `HeaderValue` from a maybe shared expression.
 macro_rules! header_value {
@@ -267,11 +369,12 @@ impl Http1Transaction for Server {
         let mut te_trailers = false;
 
         headers.reserve(headers_len);
+        let mut names = ctx.name_cache.names();
 
         for header in &headers_indices[..headers_len] {
             // SAFETY: array is valid up to `headers_len`
             let header = unsafe { header.assume_init_ref() };
-            let name = header_name!(&slice[header.name.0..header.name.1]);
+            let name = header_name!(names, &slice[header.name.0..header.name.1]);
             let value = header_value!(slice.slice(header.value.0..header.value.1));
 
             match name {
@@ -1142,10 +1245,11 @@ impl Http1Transaction for Client {
 
             let mut framing = Framing::default();
             headers.reserve(headers_len);
+            let mut names = ctx.name_cache.names();
             for header in &headers_indices[..headers_len] {
                 // SAFETY: array is valid up to `headers_len`
                 let header = unsafe { header.assume_init_ref() };
-                let name = header_name!(&slice[header.name.0..header.name.1]);
+                let name = header_name!(names, &slice[header.name.0..header.name.1]);
                 let value = header_value!(slice.slice(header.value.0..header.value.1));
 
                 // Outrigger patch: which framing headers the response has,
@@ -1782,6 +1886,7 @@ mod tests {
             &mut raw,
             ParseContext {
                 cached_headers: &mut None,
+                name_cache: &mut Default::default(),
                 req_method: &mut method,
                 h1_parser_config: Default::default(),
                 h1_max_headers: None,
@@ -1811,6 +1916,7 @@ mod tests {
         let mut raw = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
         let ctx = ParseContext {
             cached_headers: &mut None,
+            name_cache: &mut Default::default(),
             req_method: &mut Some(crate::Method::GET),
             h1_parser_config: Default::default(),
             h1_max_headers: None,
@@ -1836,6 +1942,7 @@ mod tests {
         let mut raw = BytesMut::from("GET htt:p// HTTP/1.1\r\nHost: hyper.rs\r\n\r\n");
         let ctx = ParseContext {
             cached_headers: &mut None,
+            name_cache: &mut Default::default(),
             req_method: &mut None,
             h1_parser_config: Default::default(),
             h1_max_headers: None,
@@ -1850,6 +1957,104 @@ mod tests {
         Server::parse(&mut raw, ctx).unwrap_err();
     }
 
+    // Outrigger patch: the word-wise compare agrees with `==` at every
+    // length a name can have, wherever the slices differ.
+    #[test]
+    fn same_spelling_is_slice_equality() {
+        let a: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for n in 0..a.len() {
+            assert!(same_spelling(&a[..n], &a[..n]));
+            assert!(!same_spelling(&a[..n], &a[..n + 1]));
+            for at in 0..n {
+                let mut b = a[..n].to_vec();
+                b[at] ^= 0x20;
+                assert!(!same_spelling(&a[..n], &b), "length {}, byte {}", n, at);
+            }
+        }
+    }
+
+    // Outrigger patch: a connection's names are reused only where a message
+    // spells them as the last one did at the same place.
+    #[test]
+    fn name_cache_reuses_only_names_spelled_the_same() {
+        fn parse(cache: &mut NameCache, raw: &str) -> HeaderMap {
+            let mut raw = BytesMut::from(raw);
+            Client::parse(
+                &mut raw,
+                ParseContext {
+                    cached_headers: &mut None,
+                    name_cache: cache,
+                    req_method: &mut Some(crate::Method::GET),
+                    h1_parser_config: Default::default(),
+                    h1_max_headers: None,
+                    h1_max_header_size: None,
+                    preserve_header_case: false,
+                    #[cfg(feature = "ffi")]
+                    preserve_header_order: false,
+                    h09_responses: false,
+                    #[cfg(feature = "client")]
+                    on_informational: &mut None,
+                },
+            )
+            .unwrap()
+            .unwrap()
+            .head
+            .headers
+        }
+        // Where a custom name's bytes live tells a reused name from one
+        // made again.
+        fn at(headers: &HeaderMap, name: &str) -> *const u8 {
+            headers.keys().find(|n| n.as_str() == name).unwrap().as_str().as_ptr()
+        }
+        let mut cache = NameCache::default();
+        let first = parse(
+            &mut cache,
+            "HTTP/1.1 200 OK\r\nX-Trace: 1\r\nContent-Length: 0\r\nX-Span: a\r\n\r\n",
+        );
+        let again = parse(
+            &mut cache,
+            "HTTP/1.1 200 OK\r\nX-Trace: 2\r\nContent-Length: 0\r\nX-Span: b\r\n\r\n",
+        );
+        assert_eq!(again["x-trace"], "2");
+        assert_eq!(again["x-span"], "b");
+        assert_eq!(again["content-length"], "0");
+        assert_eq!(at(&again, "x-trace"), at(&first, "x-trace"));
+        assert_eq!(at(&again, "x-span"), at(&first, "x-span"));
+
+        // Spelled otherwise at the same place (case, a letter of the same
+        // length, another order): the right names, made from these bytes.
+        let other = parse(
+            &mut cache,
+            "HTTP/1.1 200 OK\r\nx-trace: 3\r\nContent-Length: 0\r\nX-Spam: c\r\nX-Trace: 4\r\n\r\n",
+        );
+        assert_eq!(other.get_all("x-trace").iter().collect::<Vec<_>>(), ["3", "4"]);
+        assert_eq!(other["x-spam"], "c");
+        assert!(other.get("x-span").is_none());
+        assert_ne!(at(&other, "x-trace"), at(&first, "x-trace"));
+        let reordered = parse(
+            &mut cache,
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-trace: 5\r\n\r\n",
+        );
+        assert_eq!(reordered["x-trace"], "5");
+        assert_eq!(reordered["content-length"], "0");
+        assert_eq!(reordered.len(), 2);
+
+        // More names than the cache keeps: every one still parsed, and
+        // kept ones still reused.
+        let many: String = (0..NAME_CACHE_NAMES + 8)
+            .map(|i| format!("X-Header-{}: {}\r\n", i, i))
+            .collect();
+        let raw = format!("HTTP/1.1 200 OK\r\n{}Content-Length: 0\r\n\r\n", many);
+        let a = parse(&mut cache, &raw);
+        let b = parse(&mut cache, &raw);
+        assert_eq!(b.len(), NAME_CACHE_NAMES + 9);
+        for i in 0..NAME_CACHE_NAMES + 8 {
+            assert_eq!(b[format!("x-header-{}", i).as_str()], i.to_string().as_str());
+        }
+        assert_eq!(at(&b, "x-header-0"), at(&a, "x-header-0"));
+        assert_ne!(at(&b, "x-header-39"), at(&a, "x-header-39"));
+    }
+
     const H09_RESPONSE: &str = "Baguettes are super delicious, don't you agree?";
 
     #[test]
@@ -1858,6 +2063,7 @@ mod tests {
         let mut raw = BytesMut::from(H09_RESPONSE);
         let ctx = ParseContext {
             cached_headers: &mut None,
+            name_cache: &mut Default::default(),
             req_method: &mut Some(crate::Method::GET),
             h1_parser_config: Default::default(),
             h1_max_headers: None,
@@ -1882,6 +2088,7 @@ mod tests {
         let mut raw = BytesMut::from(H09_RESPONSE);
         let ctx = ParseContext {
             cached_headers: &mut None,
+            name_cache: &mut Default::default(),
             req_method: &mut Some(crate::Method::GET),
             h1_parser_config: Default::default(),
             h1_max_headers: None,
@@ -1910,6 +2117,7 @@ mod tests {
         h1_parser_config.allow_spaces_after_header_name_in_responses(true);
         let ctx = ParseContext {
             cached_headers: &mut None,
+            name_cache: &mut Default::default(),
             req_method: &mut Some(crate::Method::GET),
             h1_parser_config,
             h1_max_headers: None,
@@ -1935,6 +2143,7 @@ mod tests {
         let mut raw = BytesMut::from(RESPONSE_WITH_WHITESPACE_BETWEEN_HEADER_NAME_AND_COLON);
         let ctx = ParseContext {
             cached_headers: &mut None,
+            name_cache: &mut Default::default(),
             req_method: &mut Some(crate::Method::GET),
             h1_parser_config: Default::default(),
             h1_max_headers: None,
@@ -1964,6 +2173,7 @@ mod tests {
         let mut method = None;
         let ctx = ParseContext {
             cached_headers: &mut None,
+            name_cache: &mut Default::default(),
             req_method: &mut method,
             h1_parser_config,
             h1_max_headers: None,
@@ -1992,6 +2202,7 @@ mod tests {
         let mut raw = BytesMut::from(REQUEST_WITH_MULTIPLE_SPACES_IN_REQUEST_LINE);
         let ctx = ParseContext {
             cached_headers: &mut None,
+            name_cache: &mut Default::default(),
             req_method: &mut None,
             h1_parser_config: Default::default(),
             h1_max_headers: None,
@@ -2013,6 +2224,7 @@ mod tests {
             BytesMut::from("GET / HTTP/1.1\r\nHost: hyper.rs\r\nX-BREAD: baguette\r\n\r\n");
         let ctx = ParseContext {
             cached_headers: &mut None,
+            name_cache: &mut Default::default(),
             req_method: &mut None,
             h1_parser_config: Default::default(),
             h1_max_headers: None,
@@ -2053,6 +2265,7 @@ mod tests {
                 &mut bytes,
                 ParseContext {
                     cached_headers: &mut None,
+                    name_cache: &mut Default::default(),
                     req_method: &mut None,
                     h1_parser_config: Default::default(),
                     h1_max_headers: None,
@@ -2075,6 +2288,7 @@ mod tests {
                 &mut bytes,
                 ParseContext {
                     cached_headers: &mut None,
+                    name_cache: &mut Default::default(),
                     req_method: &mut None,
                     h1_parser_config: Default::default(),
                     h1_max_headers: None,
@@ -2316,6 +2530,7 @@ mod tests {
                 &mut bytes,
                 ParseContext {
                     cached_headers: &mut None,
+                    name_cache: &mut Default::default(),
                     req_method: &mut Some(Method::GET),
                     h1_parser_config: Default::default(),
                     h1_max_headers: None,
@@ -2338,6 +2553,7 @@ mod tests {
                 &mut bytes,
                 ParseContext {
                     cached_headers: &mut None,
+                    name_cache: &mut Default::default(),
                     req_method: &mut Some(m),
                     h1_parser_config: Default::default(),
                     h1_max_headers: None,
@@ -2360,6 +2576,7 @@ mod tests {
                 &mut bytes,
                 ParseContext {
                     cached_headers: &mut None,
+                    name_cache: &mut Default::default(),
                     req_method: &mut Some(Method::GET),
                     h1_parser_config: Default::default(),
                     h1_max_headers: None,
@@ -2677,6 +2894,7 @@ mod tests {
                 &mut bytes,
                 ParseContext {
                     cached_headers: &mut None,
+                    name_cache: &mut Default::default(),
                     req_method: &mut None,
                     h1_parser_config: Default::default(),
                     h1_max_headers: None,
@@ -2711,6 +2929,7 @@ mod tests {
                 &mut bytes,
                 ParseContext {
                     cached_headers: &mut None,
+                    name_cache: &mut Default::default(),
                     req_method: &mut None,
                     h1_parser_config: Default::default(),
                     h1_max_headers: None,
@@ -2789,6 +3008,7 @@ mod tests {
                 &mut bytes,
                 ParseContext {
                     cached_headers: &mut None,
+                    name_cache: &mut Default::default(),
                     req_method: &mut Some(Method::GET),
                     h1_parser_config: Default::default(),
                     h1_max_headers: None,
@@ -3300,6 +3520,7 @@ mod tests {
             &mut bytes,
             ParseContext {
                 cached_headers: &mut None,
+                name_cache: &mut Default::default(),
                 req_method: &mut Some(Method::GET),
                 h1_parser_config: Default::default(),
                 h1_max_headers: None,
@@ -3345,6 +3566,7 @@ mod tests {
                     &mut bytes,
                     ParseContext {
                         cached_headers: &mut None,
+                        name_cache: &mut Default::default(),
                         req_method: &mut None,
                         h1_parser_config: Default::default(),
                         h1_max_headers: max_headers,
@@ -3370,6 +3592,7 @@ mod tests {
                     &mut bytes,
                     ParseContext {
                         cached_headers: &mut None,
+                        name_cache: &mut Default::default(),
                         req_method: &mut None,
                         h1_parser_config: Default::default(),
                         h1_max_headers: max_headers,
@@ -3464,6 +3687,7 @@ mod tests {
                 &mut bytes,
                 ParseContext {
                     cached_headers: &mut None,
+                    name_cache: &mut Default::default(),
                     req_method: &mut None,
                     h1_parser_config: Default::default(),
                     h1_max_headers: None,
@@ -3500,6 +3724,7 @@ mod tests {
                 &mut bytes,
                 ParseContext {
                     cached_headers: &mut None,
+                    name_cache: &mut Default::default(),
                     req_method: &mut None,
                     h1_parser_config: Default::default(),
                     h1_max_headers: None,
@@ -3563,6 +3788,7 @@ mod tests {
             &mut bytes,
             ParseContext {
                 cached_headers: &mut None,
+                name_cache: &mut Default::default(),
                 req_method: &mut None,
                 h1_parser_config: Default::default(),
                 h1_max_headers: None,
