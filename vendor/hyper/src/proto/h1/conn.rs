@@ -190,6 +190,11 @@ where
         !matches!(self.state.writing, Writing::Init)
     }
 
+    /// Outrigger patch: how many bytes are read and not yet parsed.
+    pub(crate) fn buffered_len(&self) -> usize {
+        self.io.read_buf().len()
+    }
+
     pub(crate) fn can_read_body(&self) -> bool {
         matches!(
             self.state.reading,

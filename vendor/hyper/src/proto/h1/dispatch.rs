@@ -300,6 +300,60 @@ where
         }
     }
 
+    /// The body of a message whose head was just read.
+    ///
+    /// Outrigger patch: when the head said how long the body is and every
+    /// byte of it is already buffered (a small body arrives in the same
+    /// read as its head), it is read now and handed over whole, instead of
+    /// through a channel the body's reader and this connection's task
+    /// share: no allocation, no lock and no waker per message. Anything
+    /// else goes through the channel as before.
+    fn incoming_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        len: DecodedLength,
+        wants: Wants,
+    ) -> IncomingBody {
+        let expect = wants.contains(Wants::EXPECT);
+        let buffered = match len.into_opt() {
+            Some(len) => {
+                !expect
+                    && !wants.contains(Wants::UPGRADE)
+                    && self.conn.buffered_len() as u64 >= len
+            }
+            None => false,
+        };
+        if !buffered {
+            let (tx, rx) = IncomingBody::new_channel(len, expect);
+            self.body_tx.set(tx);
+            return rx;
+        }
+        // A `Length` decoder takes every buffered byte it was told of in
+        // one piece and ends the body, so this is the whole body.
+        let polled = self.conn.poll_read_body(cx);
+        if let Poll::Ready(Some(Ok(frame))) = polled {
+            if !self.conn.can_read_body() && frame.is_data() {
+                return IncomingBody::full(frame.into_data().unwrap_or_else(|_| unreachable!()));
+            }
+            // Not reached; were it, the body goes on through a channel,
+            // starting with what was read.
+            debug_assert!(false, "a buffered body was read in part");
+            let (mut tx, rx) = IncomingBody::new_channel(len, false);
+            if let Ok(chunk) = frame.into_data() {
+                let _ = tx.try_send_data(chunk);
+            }
+            self.body_tx.set(tx);
+            return rx;
+        }
+        debug_assert!(false, "a buffered body could not be read");
+        let (mut tx, rx) = IncomingBody::new_channel(len, false);
+        if let Poll::Ready(Some(Err(e))) = polled {
+            tx.send_error(crate::Error::new_body(e));
+        }
+        self.body_tx.set(tx);
+        rx
+    }
+
     fn poll_read_head(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
         // can dispatch receive, or does it still care about other incoming message?
         if let Ok(()) = ready!(self.dispatch.poll_ready(cx)) {
@@ -314,12 +368,7 @@ where
             Some(Ok((mut head, body_len, wants))) => {
                 let body = match body_len {
                     DecodedLength::ZERO => IncomingBody::empty(),
-                    other => {
-                        let (tx, rx) =
-                            IncomingBody::new_channel(other, wants.contains(Wants::EXPECT));
-                        self.body_tx.set(tx);
-                        rx
-                    }
+                    other => self.incoming_body(cx, other, wants),
                 };
                 if wants.contains(Wants::UPGRADE) {
                     let upgrade = self.conn.on_upgrade();
@@ -841,6 +890,56 @@ mod tests {
         drop(res);
 
         assert!(!tx.is_ready());
+    }
+
+    // Outrigger patch: a body that arrived with its head is handed over
+    // whole; one that did not still streams, and the connection goes on.
+    #[cfg(not(miri))]
+    #[tokio::test]
+    async fn client_body_read_with_its_head_is_handed_over_whole() {
+        use http_body_util::BodyExt;
+        let _ = pretty_env_logger::try_init();
+
+        let (io, _handle) = tokio_test::io::Builder::new()
+            .write(b"GET / HTTP/1.1\r\n\r\n")
+            .read(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+            .write(b"GET /2 HTTP/1.1\r\n\r\n")
+            .read(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nwor")
+            .read(b"ld")
+            .wait(Duration::from_secs(2))
+            .build_with_handle();
+
+        let (mut tx, rx) = crate::client::dispatch::channel();
+        let conn = Conn::<_, bytes::Bytes, ClientTransaction>::new(Compat::new(io));
+        let dispatcher = Dispatcher::new(Client::new(rx), conn);
+        let _dispatcher = tokio::spawn(async move { dispatcher.await });
+
+        let res = tx
+            .try_send(crate::Request::new(IncomingBody::empty()))
+            .unwrap()
+            .await
+            .expect("response")
+            .expect("a response");
+        assert!(res.body().is_full());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "hello");
+
+        futures_util::future::poll_fn(|cx| tx.poll_ready(cx))
+            .await
+            .expect("the connection is kept");
+        let req = crate::Request::builder()
+            .uri("/2")
+            .body(IncomingBody::empty())
+            .unwrap();
+        let res = tx
+            .try_send(req)
+            .unwrap()
+            .await
+            .expect("response")
+            .expect("a response");
+        assert!(!res.body().is_full());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "world");
     }
 
     #[cfg(not(miri))]
