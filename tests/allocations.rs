@@ -43,12 +43,12 @@ async fn allocations_with(url: &str, headers: &[(&str, &str)]) -> f64 {
     region.change().allocations as f64 / N as f64
 }
 
-/// A proxied request on a bare route costs the proxy at most 13 heap
-/// allocations (11 today, hyper's own parsing and connection handling
-/// included; 17 before connections kept their header names, as the test
-/// upstream answers with two custom ones; 20 with hyper-util's pooled
-/// client). The figure is printed so a change that adds allocations shows
-/// up in review.
+/// A proxied request on a bare route costs the proxy at most 9 heap
+/// allocations (about 7 today, hyper's own parsing and connection handling
+/// included; 17 before connections kept their header names and their read
+/// buffers, hyper patches 11 and 13; 20 with hyper-util's pooled client).
+/// The figure is printed so a change that adds allocations shows up in
+/// review.
 #[tokio::test(flavor = "current_thread")]
 async fn proxy_allocations_per_request() {
     let _alone = MEASURING.lock().await;
@@ -58,13 +58,14 @@ async fn proxy_allocations_per_request() {
     let proxied = allocations_for(&p.url("/")).await;
     let proxy = proxied - direct;
     println!("allocations per request: direct {direct:.1}, proxied {proxied:.1}, proxy's share {proxy:.1}");
-    assert!(proxy <= 13.0, "the proxy allocates {proxy:.1} times per request");
+    assert!(proxy <= 9.0, "the proxy allocates {proxy:.1} times per request");
 }
 
 /// Header names that are not standard ones (`x-request-id`, trace ids)
 /// cost the proxy no allocation per request once a kept-alive connection
 /// has seen them: each connection keeps the names its last message had
-/// (hyper patch 11), where parsing them anew allocates each one.
+/// (hyper patch 11), where parsing them anew allocates each one (3 more
+/// allocations a request here without it).
 #[tokio::test(flavor = "current_thread")]
 async fn custom_header_names_cost_no_allocation_per_request() {
     let _alone = MEASURING.lock().await;
@@ -76,7 +77,7 @@ async fn custom_header_names_cost_no_allocation_per_request() {
     let with_custom = allocations_with(&proxied, &custom).await - allocations_with(&direct, &custom).await;
     println!("proxy's allocations per request: plain {plain:.2}, with three custom names {with_custom:.2}");
     assert!(
-        with_custom - plain < 0.5,
+        with_custom - plain < 1.5,
         "three custom header names cost the proxy {:.2} allocations per request",
         with_custom - plain
     );

@@ -316,9 +316,17 @@ where
                     .poll_read(cx, buf.unfilled())
                     .map_ok(|()| {
                         let n = buf.filled().len();
-                        if n > 0 {
-                            self.read_buf = BytesMut::from(buf.filled());
+                        // `read_buf` is empty here, but may still hold the
+                        // allocation the last read's bytes came in: once
+                        // nothing else refers to it, it takes these bytes
+                        // again (no allocation, and none for the shared
+                        // handle the next `split_to` would make).
+                        if n > 0 && !self.read_buf.try_reclaim(n) {
+                            // Rounded up so that a message a little
+                            // longer than the last still fits.
+                            self.read_buf = BytesMut::with_capacity((n + 255) & !255);
                         }
+                        self.read_buf.extend_from_slice(buf.filled());
                         n
                     }),
             )
@@ -788,6 +796,52 @@ mod tests {
             buffered.read_buf,
             b"HTTP/1.1 200 OK\r\nServer: hyper\r\n"[..]
         );
+    }
+
+    // Outrigger patch: a read takes the buffer the last read's bytes came
+    // in when nothing else refers to it, and never writes over bytes that
+    // are still held.
+    #[cfg(not(miri))]
+    #[tokio::test]
+    async fn reads_reuse_a_free_buffer_and_spare_a_held_one() {
+        let long = [b'x'; 250];
+        let shorter = [b'y'; 200];
+        let mock = Mock::new()
+            .read(b"first message")
+            .read(b"second")
+            .read(&long)
+            .read(&shorter)
+            .build();
+        let mut buffered = Buffered::<_, Cursor<Vec<u8>>>::new(Compat::new(mock));
+        async fn read(
+            buffered: &mut Buffered<Compat<tokio_test::io::Mock>, Cursor<Vec<u8>>>,
+        ) -> io::Result<Bytes> {
+            futures_util::future::poll_fn(|cx| buffered.read_mem(cx, 1024)).await
+        }
+        let within = |bytes: &Bytes, at: *const u8| {
+            (bytes.as_ptr() as usize).wrapping_sub(at as usize) < 256
+        };
+
+        let first = read(&mut buffered).await.unwrap();
+        assert_eq!(first, "first message");
+        let first_at = first.as_ptr();
+        drop(first);
+        // Room is left after it: the next bytes go there.
+        let second = read(&mut buffered).await.unwrap();
+        assert_eq!(second, "second");
+        assert_eq!(second.as_ptr(), first_at.wrapping_add(13));
+        // No room left, and `second` still held: a buffer of its own.
+        let third = read(&mut buffered).await.unwrap();
+        assert_eq!(&third[..], &long[..]);
+        assert!(!within(&third, first_at));
+        assert_eq!(second, "second");
+        let third_at = third.as_ptr();
+        drop((second, third));
+        // No room left, nothing held: the buffer is taken again from its
+        // start.
+        let fourth = read(&mut buffered).await.unwrap();
+        assert_eq!(&fourth[..], &shorter[..]);
+        assert_eq!(fourth.as_ptr(), third_at);
     }
 
     #[test]
