@@ -32,6 +32,7 @@ use crate::body::Body;
 use crate::clock;
 use crate::config::settings::ListenerSettings;
 use crate::error::BoxError;
+use crate::resilience::timeout::Carrier;
 use crate::socket::Socket;
 
 /// Connection-level limits of a listener.
@@ -256,7 +257,15 @@ async fn serve_connection(
 fn until_drained<C: GracefulConnection>(conn: C, drain: &CancellationToken) -> UntilDrained<'_, C> {
     let watch = Arc::new(DrainWatch { fired: AtomicBool::new(true), task: Mutex::new(None) });
     let waker = Waker::from(Arc::clone(&watch));
-    UntilDrained { conn, drained: drain.cancelled(), watch, waker, told: None, draining: false }
+    UntilDrained {
+        conn,
+        drained: drain.cancelled(),
+        watch,
+        waker,
+        told: None,
+        draining: false,
+        timer: Carrier::default(),
+    }
 }
 
 pin_project! {
@@ -279,6 +288,8 @@ pin_project! {
         // (two atomic swaps) on every poll.
         told: Option<Waker>,
         draining: bool,
+        // The one timer of the connection's requests' deadlines.
+        timer: Carrier,
     }
 }
 
@@ -323,7 +334,8 @@ impl<C: GracefulConnection> Future for UntilDrained<'_, C> {
                 this.conn.as_mut().graceful_shutdown();
             }
         }
-        this.conn.poll(cx)
+        let conn = this.conn;
+        this.timer.poll(cx, |cx| conn.poll(cx))
     }
 }
 

@@ -83,7 +83,10 @@ where
 /// and called straight away: a `Oneshot` would box the stack and the
 /// request with the future, and move the future again on its first poll.
 /// Should a service not be ready, a `Oneshot` over a clone asks again with
-/// the task's waker.
+/// the task's waker. (Inlined into both arms of `Shared::call`, as it
+/// was before the timeout grew a branch: called, it moves the request
+/// once more.)
+#[inline(always)]
 fn call_ready<S>(svc: &mut S, req: Request<Body>) -> BoxFuture<'static, Result<Response<Body>, BoxError>>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + 'static,

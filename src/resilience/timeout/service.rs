@@ -1,7 +1,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
@@ -69,14 +69,10 @@ where
 
     fn call(&mut self, req: R) -> Self::Future {
         let inner = Some(self.inner.call(req));
-        match self.timeout {
-            // The timer is made when first needed, for the earliest time
-            // asked for: made for the deadline, it would be moved at once.
-            Some(timeout) if self.carries => TimeoutFuture { inner, sleep: None, ends: Some(ends_after(timeout)) },
-            timeout => {
-                TimeoutFuture { inner, sleep: timeout.map(|t| tokio::time::sleep_until(ends_after(t))), ends: None }
-            }
-        }
+        // No timer yet: the connection polling the request carries the
+        // deadline on its own ([`Carrier`]), or the first poll that leaves
+        // the request pending makes one, for the earliest time asked for.
+        TimeoutFuture { inner, sleep: None, ends: self.timeout.map(ends_after), carries: self.carries }
     }
 }
 
@@ -86,13 +82,15 @@ pin_project! {
         // `None` once cut off.
         #[pin]
         inner: Option<F>,
-        // `None`: no deadline.
-        #[pin]
-        sleep: Option<Sleep>,
-        // The deadline, when inner futures may ask to be woken before it
-        // (`wake_at`): the sleep is then set to the earliest of them (and
-        // made on the first poll that leaves the request pending).
+        // Its own timer, made only when no [`Carrier`] polls it (an HTTP/2
+        // stream's task, a test of one layer), and then set to the
+        // earliest of the deadline and what futures inside asked for.
+        sleep: Option<Pin<Box<Sleep>>>,
+        // The deadline; `None`: none, every poll passes straight through.
         ends: Option<Instant>,
+        // Futures inside may ask to be woken before the deadline
+        // (`wake_at`).
+        carries: bool,
     }
 }
 
@@ -109,26 +107,33 @@ where
             return Poll::Ready(Err(Refusal::Timeout.into()));
         };
         let Some(ends) = *this.ends else {
-            if let Poll::Ready(r) = inner.poll(cx) {
-                return Poll::Ready(r.map_err(Into::into));
-            }
-            return match this.sleep.as_pin_mut().map_or(Poll::Pending, |s| s.poll(cx)) {
-                Poll::Ready(()) => cut_off(this.inner),
-                Poll::Pending => Poll::Pending,
-            };
+            return inner.poll(cx).map_err(Into::into);
         };
-        let (polled, asked) = collecting(|| inner.poll(cx));
-        if let Poll::Ready(r) = polled {
+        // (Straight-line, no tuple of the response and the time asked:
+        // that moved the response once more per request.)
+        let collecting = carries_asks(*this.carries);
+        if let Poll::Ready(r) = inner.poll(cx) {
             return Poll::Ready(r.map_err(Into::into));
         }
-        let want = asked.map_or(ends, |at| at.min(ends));
-        let mut sleep = this.sleep;
-        match sleep.as_mut().as_pin_mut() {
-            None => sleep.set(Some(tokio::time::sleep_until(want))),
-            Some(s) if s.deadline() != want || s.is_elapsed() => s.reset(want),
-            Some(_) => {}
+        let asked = collecting.and_then(Collecting::asked);
+        if clock::now() >= ends {
+            return cut_off(this.inner);
         }
-        match sleep.as_pin_mut().expect("set above").poll(cx) {
+        let want = asked.map_or(ends, |at| at.min(ends));
+        // Carried by the connection: polled again once `want` has passed.
+        if this.sleep.is_none() && wake_at(want) {
+            return Poll::Pending;
+        }
+        let sleep = match this.sleep {
+            None => this.sleep.insert(Box::pin(tokio::time::sleep_until(want))),
+            Some(s) => {
+                if s.deadline() != want || s.is_elapsed() {
+                    s.as_mut().reset(want);
+                }
+                s
+            }
+        };
+        match sleep.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             // A deadline asked for inside has passed: what asked for it
             // sees so when polled again.
@@ -165,21 +170,36 @@ enum Collect {
     On(Option<Instant>),
 }
 
-/// Polls `f` with [`wake_at`] answered, and returns what was asked.
-fn collecting<T>(f: impl FnOnce() -> T) -> (T, Option<Instant>) {
-    let _collect = Scoped::set(&WAKE_AT, Collect::On(None));
-    let out = f();
-    let asked = match WAKE_AT.with(Cell::get) {
-        Collect::On(at) => at,
-        Collect::Off => None,
-    };
-    (out, asked)
+/// While it lives, [`wake_at`] is answered; [`Collecting::asked`] tells
+/// the earliest time asked for.
+struct Collecting {
+    _scope: Scoped<Collect>,
 }
 
-/// Asks the route timeout polling this future to wake its task at `at`
-/// (a per-try deadline), on the timer it has anyway. `false` when no
-/// carrying timeout is polling: the caller must set a timer of its own.
-/// Asked on each poll that stays pending: the answer holds for that poll.
+impl Collecting {
+    fn start() -> Self {
+        Collecting { _scope: Scoped::set(&WAKE_AT, Collect::On(None)) }
+    }
+
+    /// The earliest time asked for since the start; ends the scope.
+    fn asked(self) -> Option<Instant> {
+        match WAKE_AT.with(Cell::get) {
+            Collect::On(at) => at,
+            Collect::Off => None,
+        }
+    }
+}
+
+/// A [`Collecting`] scope when `carries`.
+fn carries_asks(carries: bool) -> Option<Collecting> {
+    carries.then(Collecting::start)
+}
+
+/// Asks what polls this future (the route timeout, for a per-try
+/// deadline; the connection's [`Carrier`], for the route timeout's) to
+/// wake its task at `at`, on the timer it has anyway. `false` when nothing
+/// carries it: the caller must set a timer of its own. Asked on each poll
+/// that stays pending: the answer holds for that poll.
 pub fn wake_at(at: Instant) -> bool {
     WAKE_AT.with(|c| match c.get() {
         Collect::Off => false,
@@ -188,6 +208,65 @@ pub fn wake_at(at: Instant) -> bool {
             true
         }
     })
+}
+
+/// A connection's one timer for the deadlines of the requests it serves.
+///
+/// A tokio timer made, registered and dropped per request (locking the
+/// time driver twice) cost a proxied request ~400 instructions; a
+/// connection's requests come one after another, each deadline later
+/// than the last, and moving a registered timer later is one atomic
+/// update, or none: a timer set earlier than needed wakes the task once
+/// early, and whatever still waits asks again. So the connection's task
+/// polls everything through [`Carrier::poll`], which answers [`wake_at`]
+/// for the route timeout (and the per-try deadline it carries) with this
+/// one timer, made on the first request that asks and kept for the
+/// connection's life.
+#[derive(Default)]
+pub struct Carrier {
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// The waker `sleep` was last polled with (a task's does not change
+    /// from poll to poll).
+    waker: Option<Waker>,
+}
+
+impl Carrier {
+    /// Polls `f` with [`wake_at`] answered: while it stays pending, the
+    /// task is woken at the earliest time asked for, or before.
+    pub fn poll<T>(&mut self, cx: &mut Context<'_>, f: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        let collecting = Collecting::start();
+        let polled = f(cx);
+        if let (Poll::Pending, Some(at)) = (&polled, collecting.asked()) {
+            self.arm(at, cx);
+        }
+        polled
+    }
+
+    fn arm(&mut self, at: Instant, cx: &mut Context<'_>) {
+        let polled_with = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        let sleep = match &mut self.sleep {
+            None => self.sleep.insert(Box::pin(tokio::time::sleep_until(at))),
+            // Set to wake this task at `at` or earlier: an early wake-up
+            // costs one poll, in which whatever still waits asks again.
+            // So the next request's later deadline moves nothing; the
+            // timer is reset once per timeout's length, not per request.
+            Some(sleep) if polled_with && sleep.deadline() <= at && !sleep.is_elapsed() => return,
+            Some(sleep) => {
+                if sleep.deadline() != at {
+                    sleep.as_mut().reset(at);
+                }
+                sleep
+            }
+        };
+        if !polled_with {
+            self.waker = Some(cx.waker().clone());
+        }
+        // Already passed: what asked sees it in the next poll, which reads
+        // the time afresh.
+        if sleep.as_mut().poll(cx).is_ready() {
+            cx.waker().wake_by_ref();
+        }
+    }
 }
 
 thread_local! {
@@ -273,6 +352,61 @@ mod tests {
         let _ = plain.ready().await.unwrap().call(Duration::from_millis(100)).await;
         assert_eq!(start.elapsed(), Duration::from_secs(10), "nobody woke it at 100 ms");
         assert!(uncarried.load(std::sync::atomic::Ordering::Relaxed) > 0, "wake_at said no");
+    }
+
+    /// Polls `fut` to its end through `carrier`, as a connection's task
+    /// polls its requests.
+    async fn through<F: Future + Unpin>(carrier: &mut Carrier, mut fut: F) -> F::Output {
+        std::future::poll_fn(|cx| carrier.poll(cx, |cx| Pin::new(&mut fut).poll(cx))).await
+    }
+
+    /// A connection's requests ride on its one timer, made once: each is
+    /// cut off at its own deadline, though the timer was set for an
+    /// earlier request's and not moved when a later one came (it wakes
+    /// the task early once, and the request waiting asks again). Paused
+    /// time: the clock moves only to the next timer.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_carries_its_requests_deadlines_on_one_timer() {
+        let mut svc = Timeout::new(
+            tower::service_fn(|hang: bool| async move {
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, BoxError>("answered")
+            }),
+            Duration::from_millis(100),
+        );
+        let mut carrier = Carrier::default();
+        let timer = |c: &Carrier| c.sleep.as_ref().map(|s| std::ptr::from_ref::<Sleep>(s));
+
+        let start = Instant::now();
+        let mut first = Box::pin(svc.ready().await.unwrap().call(true));
+        let err = tokio::time::timeout(Duration::from_secs(10), through(&mut carrier, &mut first))
+            .await
+            .expect("cut off, not left waiting")
+            .unwrap_err();
+        assert_eq!(crate::error::classify(err.as_ref()), Refusal::Timeout);
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        assert!(first.sleep.is_none(), "the request made no timer of its own");
+        let made = timer(&carrier).expect("the connection's timer");
+
+        // The next sets it again, for t = 200 ms, and is dropped (its
+        // client went away); the one after, sent at 110 ms, asks for
+        // 210 ms: the timer, due earlier, is left as it is.
+        let mut gone = Box::pin(svc.ready().await.unwrap().call(true));
+        let once = std::future::poll_fn(|cx| Poll::Ready(carrier.poll(cx, |cx| gone.as_mut().poll(cx)))).await;
+        assert!(once.is_pending());
+        drop(gone);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let sent = Instant::now();
+        let mut later = Box::pin(svc.ready().await.unwrap().call(true));
+        let err = tokio::time::timeout(Duration::from_secs(10), through(&mut carrier, &mut later))
+            .await
+            .expect("cut off, not left waiting")
+            .unwrap_err();
+        assert_eq!(crate::error::classify(err.as_ref()), Refusal::Timeout);
+        assert_eq!(sent.elapsed(), Duration::from_millis(100), "at its own deadline");
+        assert_eq!(timer(&carrier), Some(made), "the same timer throughout");
     }
 
     /// Records whether it was dropped while a timeout was cutting it off.
