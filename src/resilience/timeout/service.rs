@@ -354,10 +354,15 @@ mod tests {
         assert!(uncarried.load(std::sync::atomic::Ordering::Relaxed) > 0, "wake_at said no");
     }
 
-    /// Polls `fut` to its end through `carrier`, as a connection's task
-    /// polls its requests.
-    async fn through<F: Future + Unpin>(carrier: &mut Carrier, mut fut: F) -> F::Output {
-        std::future::poll_fn(|cx| carrier.poll(cx, |cx| Pin::new(&mut fut).poll(cx))).await
+    /// Polls `fut` through `carrier`, as a connection's task polls its
+    /// requests, until the timeout cuts it off.
+    async fn cut_off_through<F, T>(carrier: &mut Carrier, mut fut: F)
+    where
+        F: Future<Output = Result<T, BoxError>> + Unpin,
+    {
+        let polled = std::future::poll_fn(|cx| carrier.poll(cx, |cx| Pin::new(&mut fut).poll(cx)));
+        let outcome = tokio::time::timeout(Duration::from_secs(10), polled).await.expect("cut off, not left waiting");
+        assert_eq!(crate::error::classify(outcome.err().expect("cut off").as_ref()), Refusal::Timeout);
     }
 
     /// A connection's requests ride on its one timer, made once: each is
@@ -381,11 +386,7 @@ mod tests {
 
         let start = Instant::now();
         let mut first = Box::pin(svc.ready().await.unwrap().call(true));
-        let err = tokio::time::timeout(Duration::from_secs(10), through(&mut carrier, &mut first))
-            .await
-            .expect("cut off, not left waiting")
-            .unwrap_err();
-        assert_eq!(crate::error::classify(err.as_ref()), Refusal::Timeout);
+        cut_off_through(&mut carrier, &mut first).await;
         assert_eq!(start.elapsed(), Duration::from_millis(100));
         assert!(first.sleep.is_none(), "the request made no timer of its own");
         let made = timer(&carrier).expect("the connection's timer");
@@ -399,12 +400,7 @@ mod tests {
         drop(gone);
         tokio::time::advance(Duration::from_millis(10)).await;
         let sent = Instant::now();
-        let mut later = Box::pin(svc.ready().await.unwrap().call(true));
-        let err = tokio::time::timeout(Duration::from_secs(10), through(&mut carrier, &mut later))
-            .await
-            .expect("cut off, not left waiting")
-            .unwrap_err();
-        assert_eq!(crate::error::classify(err.as_ref()), Refusal::Timeout);
+        cut_off_through(&mut carrier, Box::pin(svc.ready().await.unwrap().call(true))).await;
         assert_eq!(sent.elapsed(), Duration::from_millis(100), "at its own deadline");
         assert_eq!(timer(&carrier), Some(made), "the same timer throughout");
     }
