@@ -323,31 +323,31 @@ where
             }
             None => false,
         };
-        if !buffered {
-            let (tx, rx) = IncomingBody::new_channel(len, expect);
-            self.body_tx.set(tx);
-            return rx;
-        }
-        // A `Length` decoder takes every buffered byte it was told of in
-        // one piece and ends the body, so this is the whole body.
-        let polled = self.conn.poll_read_body(cx);
-        if let Poll::Ready(Some(Ok(frame))) = polled {
-            if !self.conn.can_read_body() && frame.is_data() {
-                return IncomingBody::full(frame.into_data().unwrap_or_else(|_| unreachable!()));
+        // What a buffered body that was somehow not read whole left to
+        // send on: the part read, or the error.
+        let mut first = None;
+        let mut error = None;
+        if buffered {
+            // A `Length` decoder takes every buffered byte it was told of
+            // in one piece and ends the body, so this is the whole body.
+            match self.conn.poll_read_body(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(chunk) if !self.conn.can_read_body() => return IncomingBody::full(chunk),
+                    Ok(chunk) => first = Some(chunk),
+                    Err(_) => {}
+                },
+                Poll::Ready(Some(Err(e))) => error = Some(e),
+                _ => {}
             }
             // Not reached; were it, the body goes on through a channel,
             // starting with what was read.
-            debug_assert!(false, "a buffered body was read in part");
-            let (mut tx, rx) = IncomingBody::new_channel(len, false);
-            if let Ok(chunk) = frame.into_data() {
-                let _ = tx.try_send_data(chunk);
-            }
-            self.body_tx.set(tx);
-            return rx;
+            debug_assert!(false, "a buffered body was not read whole");
         }
-        debug_assert!(false, "a buffered body could not be read");
-        let (mut tx, rx) = IncomingBody::new_channel(len, false);
-        if let Poll::Ready(Some(Err(e))) = polled {
+        let (mut tx, rx) = IncomingBody::new_channel(len, expect);
+        if let Some(chunk) = first {
+            let _ = tx.try_send_data(chunk);
+        }
+        if let Some(e) = error {
             tx.send_error(crate::Error::new_body(e));
         }
         self.body_tx.set(tx);
