@@ -19,14 +19,14 @@ use std::time::Duration;
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::Balancer;
 use crate::body::Body;
 use crate::clock;
 use crate::error::{outcome, BoxError, Outcome, Refusal};
 use crate::metrics::Metrics;
-use crate::resilience::timeout::{cutting_off, wake_at};
+use crate::resilience::timeout::{cutting_off, wake_at_or, Carrier};
 use crate::upstream::pool::{Pool, PoolSettings};
 use prometheus::IntCounter;
 
@@ -99,7 +99,13 @@ impl tower::Service<Request<Body>> for Balance {
         let start = clock::now();
         let try_deadline = self.per_try.map(|t| start + t);
         let on_endpoint = OnEndpoint::new(endpoint, Arc::clone(cluster), start);
-        Box::pin(Try { send: pool.send_at(req, start), deadline: try_deadline, own: None, on_endpoint, address })
+        Box::pin(Try {
+            send: pool.send_at(req, start),
+            deadline: try_deadline,
+            own: Carrier::default(),
+            on_endpoint,
+            address,
+        })
     }
 }
 
@@ -109,15 +115,15 @@ pin_project! {
     /// `timeout_at`, which moved the send future once more per request.
     ///
     /// The deadline rides on the route timeout's timer when one is polling
-    /// ([`wake_at`]): one timer a request, not two. Only without one does
-    /// the try set its own.
+    /// ([`wake_at_or`]), and that on the connection's. Only without one
+    /// does the try set its own.
     struct Try<F> {
         #[pin]
         send: F,
         deadline: Option<Instant>,
         // The try's own timer, when no route timeout carries the deadline
-        // (rare: boxed, to keep every try's future small).
-        own: Option<Pin<Box<Sleep>>>,
+        // (rare: made then).
+        own: Carrier,
         on_endpoint: OnEndpoint,
         address: SocketAddr,
     }
@@ -150,19 +156,14 @@ where
 /// Whether a try's `deadline` has passed; if not, a wake-up for it is
 /// arranged: on the route timeout's timer when one carries it, else on
 /// the try's `own`.
-fn passed(deadline: Instant, own: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
-    if let Some(sleep) = own {
-        return sleep.as_mut().poll(cx).is_ready();
-    }
+fn passed(deadline: Instant, own: &mut Carrier, cx: &mut Context<'_>) -> bool {
     // (In the poll that set the deadline, the time is that poll's one
     // reading: no clock is read.)
     if clock::now() >= deadline {
         return true;
     }
-    if wake_at(deadline) {
-        return false;
-    }
-    own.insert(Box::pin(tokio::time::sleep_until(deadline))).as_mut().poll(cx).is_ready()
+    wake_at_or(own, deadline, cx);
+    false
 }
 
 /// Points `req` at `endpoint` in the form `version` wants. HTTP/1.1 sends

@@ -11,4 +11,4 @@ mod layer;
 mod service;
 
 pub use layer::TimeoutLayer;
-pub use service::{cutting_off, wake_at, Carrier, Timeout, TimeoutFuture};
+pub use service::{cutting_off, wake_at_or, Carrier, Timeout, TimeoutFuture};

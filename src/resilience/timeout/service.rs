@@ -72,7 +72,7 @@ where
         // No timer yet: the connection polling the request carries the
         // deadline on its own ([`Carrier`]), or the first poll that leaves
         // the request pending makes one, for the earliest time asked for.
-        TimeoutFuture { inner, sleep: None, ends: self.timeout.map(ends_after), carries: self.carries }
+        TimeoutFuture { inner, own: Carrier::default(), ends: self.timeout.map(ends_after), carries: self.carries }
     }
 }
 
@@ -83,9 +83,9 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         // Its own timer, made only when no [`Carrier`] polls it (an HTTP/2
-        // stream's task, a test of one layer), and then set to the
-        // earliest of the deadline and what futures inside asked for.
-        sleep: Option<Pin<Box<Sleep>>>,
+        // stream's task, a test of one layer), for the earliest of the
+        // deadline and what futures inside asked for.
+        own: Carrier,
         // The deadline; `None`: none, every poll passes straight through.
         ends: Option<Instant>,
         // Futures inside may ask to be woken before the deadline
@@ -111,7 +111,7 @@ where
         };
         // (Straight-line, no tuple of the response and the time asked:
         // that moved the response once more per request.)
-        let collecting = carries_asks(*this.carries);
+        let collecting = this.carries.then(Collecting::start);
         if let Poll::Ready(r) = inner.poll(cx) {
             return Poll::Ready(r.map_err(Into::into));
         }
@@ -119,30 +119,10 @@ where
         if clock::now() >= ends {
             return cut_off(this.inner);
         }
-        let want = asked.map_or(ends, |at| at.min(ends));
-        // Carried by the connection: polled again once `want` has passed.
-        if this.sleep.is_none() && wake_at(want) {
-            return Poll::Pending;
-        }
-        let sleep = match this.sleep {
-            None => this.sleep.insert(Box::pin(tokio::time::sleep_until(want))),
-            Some(s) => {
-                if s.deadline() != want || s.is_elapsed() {
-                    s.as_mut().reset(want);
-                }
-                s
-            }
-        };
-        match sleep.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            // A deadline asked for inside has passed: what asked for it
-            // sees so when polled again.
-            Poll::Ready(()) if want < ends => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Poll::Ready(()) => cut_off(this.inner),
-        }
+        // Polled again once the earliest has passed: a deadline asked for
+        // inside is then seen by what asked for it, this one here.
+        wake_at_or(this.own, asked.map_or(ends, |at| at.min(ends)), cx);
+        Poll::Pending
     }
 }
 
@@ -190,11 +170,6 @@ impl Collecting {
     }
 }
 
-/// A [`Collecting`] scope when `carries`.
-fn carries_asks(carries: bool) -> Option<Collecting> {
-    carries.then(Collecting::start)
-}
-
 /// Asks what polls this future (the route timeout, for a per-try
 /// deadline; the connection's [`Carrier`], for the route timeout's) to
 /// wake its task at `at`, on the timer it has anyway. `false` when nothing
@@ -210,7 +185,17 @@ pub fn wake_at(at: Instant) -> bool {
     })
 }
 
-/// A connection's one timer for the deadlines of the requests it serves.
+/// Arranges for the task to be woken at `at`: on the timer of what carries
+/// this future ([`wake_at`]), else on `own`. Whoever asks checks the time
+/// itself when polled again.
+pub fn wake_at_or(own: &mut Carrier, at: Instant, cx: &mut Context<'_>) {
+    if !wake_at(at) {
+        own.arm(at, cx);
+    }
+}
+
+/// A connection's one timer for the deadlines of the requests it serves
+/// (and a future's own, where nothing carries it: [`wake_at_or`]).
 ///
 /// A tokio timer made, registered and dropped per request (locking the
 /// time driver twice) cost a proxied request ~400 instructions; a
@@ -242,6 +227,7 @@ impl Carrier {
         polled
     }
 
+    /// Wakes the task at `at`, or earlier.
     fn arm(&mut self, at: Instant, cx: &mut Context<'_>) {
         let polled_with = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
         let sleep = match &mut self.sleep {
@@ -388,7 +374,7 @@ mod tests {
         let mut first = Box::pin(svc.ready().await.unwrap().call(true));
         cut_off_through(&mut carrier, &mut first).await;
         assert_eq!(start.elapsed(), Duration::from_millis(100));
-        assert!(first.sleep.is_none(), "the request made no timer of its own");
+        assert!(first.own.sleep.is_none(), "the request made no timer of its own");
         let made = timer(&carrier).expect("the connection's timer");
 
         // The next sets it again, for t = 200 ms, and is dropped (its
