@@ -19,10 +19,6 @@ const N: usize = 2000;
 /// The count is process-wide: one measuring test at a time.
 static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn allocations_for(url: &str) -> f64 {
-    allocations_with(url, &[]).await
-}
-
 /// Allocations per request of `GET url` carrying `headers`.
 async fn allocations_with(url: &str, headers: &[(&str, &str)]) -> f64 {
     let cl = client();
@@ -54,8 +50,8 @@ async fn proxy_allocations_per_request() {
     let _alone = MEASURING.lock().await;
     let up = Upstream::start().await;
     let p = TestProxy::start(&one_route(up.addr)).await;
-    let direct = allocations_for(&format!("http://{}/", up.addr)).await;
-    let proxied = allocations_for(&p.url("/")).await;
+    let direct = allocations_with(&format!("http://{}/", up.addr), &[]).await;
+    let proxied = allocations_with(&p.url("/"), &[]).await;
     let proxy = proxied - direct;
     println!("allocations per request: direct {direct:.1}, proxied {proxied:.1}, proxy's share {proxy:.1}");
     assert!(proxy <= 9.0, "the proxy allocates {proxy:.1} times per request");
